@@ -1,0 +1,44 @@
+"""Entry point of `gep`: parse arguments, dispatch, and turn user errors into one line.
+
+Every error a user can cause (a missing file, an unknown topic, bytes that do not decode)
+prints `gep: error: ...` on stderr and exits with status 2, never a traceback.
+"""
+
+import argparse
+import sys
+
+from . import bag_cmd, bench_cmd, UsageError
+from ..bag import BagError
+from ..wire.cdr import WireError
+
+USER_ERRORS = (UsageError, BagError, WireError, FileNotFoundError, IsADirectoryError,
+               NotADirectoryError, PermissionError)
+GROUPS = (bag_cmd, bench_cmd)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='gep', description='Event-camera perception with GEP: bags, models, training.')
+    sub = parser.add_subparsers(dest='group', metavar='COMMAND', required=True)
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except USER_ERRORS as exc:
+        print(f'gep: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('gep: interrupted', file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""One event topic decoded in arrival order onto one clock, whatever its message type.
+
+dvs_msgs/EventArray carries every event's own ROS time. event_camera_msgs/EventPacket
+carries the camera's encoded words with sensor time: the header stamp is the host time at
+which the driver received the packet's first data, so
+`stamp = sensor_time_at_packet_start + offset + transport_latency`, latency >= 0. With
+`clock='ros'`, events are placed at `t_sensor + offset`, with the offset estimated as the
+minimum of `stamp - sensor_time_at_packet_start` over the packets of the last
+`OFFSET_WINDOW_NS` of sensor time: the minimum removes latency jitter (event times keep the
+sensor clock's spacing, also across packets), and the sliding window follows the slow drift
+between camera and host clocks. With `clock='sensor'` the camera's own clock is kept (EVT3:
+the extended microsecond counter times 1000; libcaer: the driver's epoch-based sensor time).
+"""
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cdr import WireError
+from .dvs import decode_event_array, EVENT_ARRAY
+from .event_packet import EVENT_PACKET, EventPacketDecoder
+from .events import EVENT_DTYPE, TRIGGER_DTYPE
+
+CLOCKS = ('ros', 'sensor')
+OFFSET_WINDOW_NS = 5_000_000_000
+
+
+@dataclass
+class Decoded:
+    """Events of one message on the stream's clock, with the message header."""
+
+    header: object
+    height: int
+    width: int
+    events: np.ndarray  # (N,) EVENT_DTYPE
+    triggers: np.ndarray  # (M,) TRIGGER_DTYPE
+
+
+@dataclass
+class StreamStats:
+    messages: int = 0
+    events: int = 0
+    triggers: int = 0
+    rejected: dict = field(default_factory=dict)  # reason -> count
+
+    def reject(self, reason):
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+class EventStream:
+    """Stateful decoder for one event topic; `decode(data)` raises WireError on bad bytes."""
+
+    def __init__(self, msgtype, clock='ros'):
+        if msgtype not in (EVENT_ARRAY, EVENT_PACKET):
+            raise WireError(msgtype, '<type>', None, 'not an event message type '
+                            f'(expected {EVENT_ARRAY} or {EVENT_PACKET})')
+        if clock not in CLOCKS:
+            raise ValueError(f'clock must be one of {CLOCKS}, got {clock!r}')
+        self.msgtype = msgtype
+        self.clock = clock
+        self.stats = StreamStats()
+        self._packets = EventPacketDecoder() if msgtype == EVENT_PACKET else None
+        self._offsets = deque()  # (sensor time, stamp - sensor time), increasing offsets
+
+    def reset(self):
+        """Forget decoder and clock state (a looping bag, a restarted driver)."""
+        if self._packets is not None:
+            self._packets.reset()
+        self._offsets.clear()
+
+    def _clock_offset(self, sensor_ns, stamp_ns):
+        """Sliding-window minimum of stamp - sensor time (a monotonic deque, O(1) amortised)."""
+        offsets = self._offsets
+        value = stamp_ns - sensor_ns
+        if offsets and sensor_ns < offsets[-1][0]:
+            offsets.clear()  # the sensor clock went backwards: a new stream
+        while offsets and offsets[-1][1] >= value:
+            offsets.pop()
+        offsets.append((sensor_ns, value))
+        while offsets[0][0] < sensor_ns - OFFSET_WINDOW_NS:
+            offsets.popleft()
+        return offsets[0][1]
+
+    def decode(self, data):
+        try:
+            out = self._decode(data)
+        except WireError as exc:
+            self.stats.reject(f'{exc.field}: {exc.problem}'[:120])
+            raise
+        self.stats.messages += 1
+        self.stats.events += len(out.events)
+        self.stats.triggers += len(out.triggers)
+        return out
+
+    def _decode(self, data):
+        if self._packets is None:
+            msg = decode_event_array(data)
+            return Decoded(msg.header, msg.height, msg.width, msg.events,
+                           np.empty(0, TRIGGER_DTYPE))
+        pkt = self._packets.decode(data)
+        events, triggers = pkt.events, pkt.triggers
+        if self.clock == 'ros' and pkt.first_sensor_time_ns is not None:
+            offset = self._clock_offset(pkt.first_sensor_time_ns, pkt.header.stamp_ns)
+            events['t'] += offset
+            triggers['t'] += offset
+        return Decoded(pkt.header, pkt.height, pkt.width, events, triggers)
+
+
+def concat_events(chunks):
+    """Concatenate event arrays (an empty list gives an empty EVENT_DTYPE array)."""
+    return np.concatenate(chunks) if chunks else np.empty(0, EVENT_DTYPE)

@@ -1,0 +1,35 @@
+"""Build script for colcon (ament_python) and pip (`pip install -e .`)."""
+
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'gep_ros'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(include=['gep_ros', 'gep_ros.*', 'gep_model', 'gep_model.*',
+                                    'training', 'training.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        (os.path.join('share', PACKAGE), ['package.xml']),
+        (os.path.join('share', PACKAGE, 'launch'), glob('launch/*.launch.py')),
+        (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml')),
+    ],
+    # Python dependencies are pinned in requirements.txt (pip) and declared in package.xml
+    # (rosdep); setuptools is the only thing colcon needs from here.
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='gep_ros developers',
+    maintainer_email='dev@gep-ros.invalid',
+    description='Onboard event-camera perception with GEP (Generative Event Pretraining).',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'gep = gep_ros.cli.main:main',
+        ],
+    },
+)

@@ -1,0 +1,28 @@
+"""Shared test fixtures: where the real recordings live, and offline settings."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The real event-camera recordings sit beside the checkout (never copied into it);
+# GEP_SHARED_DATA points elsewhere when the layout differs.
+SHARED_DATA = Path(os.environ.get('GEP_SHARED_DATA', REPO.parent / 'shared' / 'data'))
+BAGS = SHARED_DATA / 'bags'
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+
+@pytest.fixture(scope='session')
+def bags_dir():
+    """Directory of the shared real bags; a missing folder is a setup error, not a skip."""
+    if not BAGS.is_dir():
+        pytest.fail(f'shared recordings not found at {BAGS}; set GEP_SHARED_DATA', pytrace=False)
+    return BAGS
+
+
+@pytest.fixture(scope='session')
+def typestore():
+    from gep_ros.msgtypes import typestore as make
+    return make()
