@@ -4,11 +4,13 @@ dvs_msgs/EventArray carries every event's own ROS time. event_camera_msgs/EventP
 carries the camera's encoded words with sensor time: the header stamp is the host time at
 which the driver received the packet's first data, so
 `stamp = sensor_time_at_packet_start + offset + transport_latency`, latency >= 0. With
-`clock='ros'`, events are placed at `t_sensor + offset`, with the offset estimated as the
-minimum of `stamp - sensor_time_at_packet_start` over the packets of the last
-`OFFSET_WINDOW_NS` of sensor time: the minimum removes latency jitter (event times keep the
-sensor clock's spacing, also across packets), and the sliding window follows the slow drift
-between camera and host clocks. With `clock='sensor'` the camera's own clock is kept (EVT3:
+`clock='ros'`, events are placed at `t_sensor + offset`, with the offset's target being
+the minimum of `stamp - sensor_time_at_packet_start` over the packets of the last
+`OFFSET_WINDOW_NS` of sensor time: the minimum removes latency jitter, and the sliding
+window follows the slow drift between camera and host clocks. The offset moves towards its
+target at most `SLEW` seconds per second of sensor time, continuously from event to event,
+so ROS times never run backwards and never jump (an offset more than `SNAP_NS` off is
+taken at once: a new stream). With `clock='sensor'` the camera's own clock is kept (EVT3:
 the extended microsecond counter times 1000; libcaer: the driver's epoch-based sensor time).
 """
 
@@ -24,6 +26,8 @@ from .events import EVENT_DTYPE, TRIGGER_DTYPE
 
 CLOCKS = ('ros', 'sensor')
 OFFSET_WINDOW_NS = 5_000_000_000
+SLEW = 0.05
+SNAP_NS = 1_000_000_000
 
 
 @dataclass
@@ -62,12 +66,14 @@ class EventStream:
         self.stats = StreamStats()
         self._packets = EventPacketDecoder() if msgtype == EVENT_PACKET else None
         self._offsets = deque()  # (sensor time, stamp - sensor time), increasing offsets
+        self._anchor = None  # (sensor time, offset applied there)
 
     def reset(self):
         """Forget decoder and clock state (a looping bag, a restarted driver)."""
         if self._packets is not None:
             self._packets.reset()
         self._offsets.clear()
+        self._anchor = None
 
     def _clock_offset(self, sensor_ns, stamp_ns):
         """Sliding-window minimum of stamp - sensor time (a monotonic deque, O(1) amortised)."""
@@ -81,6 +87,21 @@ class EventStream:
         while offsets[0][0] < sensor_ns - OFFSET_WINDOW_NS:
             offsets.popleft()
         return offsets[0][1]
+
+    def _to_ros(self, sensor_ns, target, *time_arrays):
+        """Shift sensor times (int64 ns, in place) by the slewed offset; move the anchor."""
+        anchor = self._anchor
+        if anchor is None or abs(target - anchor[1]) > SNAP_NS or sensor_ns < anchor[0] - SNAP_NS:
+            anchor = (sensor_ns, target)
+        start, offset = anchor
+        end = sensor_ns
+        for times in time_arrays:
+            if len(times):
+                end = max(end, int(times.max()))
+                room = SLEW * np.maximum(times - start, 0)
+                times += offset + np.clip(target - offset, -room, room).astype(np.int64)
+        room = SLEW * max(end - start, 0)
+        self._anchor = (end, offset + int(np.clip(target - offset, -room, room)))
 
     def decode(self, data):
         try:
@@ -101,9 +122,8 @@ class EventStream:
         pkt = self._packets.decode(data)
         events, triggers = pkt.events, pkt.triggers
         if self.clock == 'ros' and pkt.first_sensor_time_ns is not None:
-            offset = self._clock_offset(pkt.first_sensor_time_ns, pkt.header.stamp_ns)
-            events['t'] += offset
-            triggers['t'] += offset
+            target = self._clock_offset(pkt.first_sensor_time_ns, pkt.header.stamp_ns)
+            self._to_ros(pkt.first_sensor_time_ns, target, events['t'], triggers['t'])
         return Decoded(pkt.header, pkt.height, pkt.width, events, triggers)
 
 

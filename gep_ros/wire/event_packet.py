@@ -1,0 +1,215 @@
+"""event_camera_msgs/msg/EventPacket: the message codec and a stateful per-stream decoder.
+
+An EventPacket carries the camera's own encoded words (`events`, uint8[]) with a header,
+the sensor geometry, a packet counter, a time base and the name of the encoding. Decoding
+the message is cheap (the payload is a zero-copy view); decoding the payload needs the
+state of the stream for `evt3` (row, vector base, clock with its rollovers) and
+`libcaer_cmp` (column, vector base), so `EventPacketDecoder` keeps one state per
+(encoding, width, height), like event_camera_codecs' decoder factory.
+
+Times in the decoded arrays are SENSOR time in ns: EVT3's extended microsecond counter times
+1000; libcaer / libcaer_cmp: the driver's epoch-based sensor time; mono / trigger:
+`time_base` plus the record's 32-bit time. `first_sensor_time_ns` is the sensor time in
+effect at the start of the decoded bytes, as event_camera_codecs' findFirstSensorTime gives
+it (EVT3: the clock carried from the previous packet, or the first valid time of this one;
+libcaer_cmp: the time base; record encodings: the first record's time), so that a packet's
+events can be placed on the ROS clock as `stamp + t - first_sensor_time_ns`.
+
+The `is_bigendian` flag is carried but, as in event_camera_codecs, not used: every supported
+encoding is little-endian by definition.
+"""
+
+from dataclasses import dataclass, field
+import operator
+from typing import Optional
+
+import numpy as np
+
+from . import evt3, libcaer
+from .cdr import CdrReader, CdrWriter, WireError
+from .events import EVENT_DTYPE, TRIGGER_DTYPE
+from .std import Header, read_header, write_header
+
+EVENT_PACKET = 'event_camera_msgs/msg/EventPacket'
+# Bytes per word / record of each encoding.
+WORD_BYTES = {'evt3': 2, 'libcaer_cmp': 2, 'libcaer': 8, 'mono': 8, 'trigger': 8}
+ENCODINGS = tuple(WORD_BYTES)
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass
+class EventPacket:
+    """A decoded event_camera_msgs/msg/EventPacket; `events` is a view into the message."""
+
+    header: Header
+    height: int
+    width: int
+    seq: int
+    time_base: int
+    encoding: str
+    is_bigendian: bool
+    events: np.ndarray  # (B,) uint8, the encoded payload
+    # Byte offsets in the serialized message, for error messages.
+    encoding_offset: int = field(default=0, repr=False, compare=False)
+    events_offset: int = field(default=0, repr=False, compare=False)
+
+
+def decode_event_packet(data):
+    """Decode serialized EventPacket bytes (with CDR header); the payload is not copied."""
+    reader = CdrReader(data, EVENT_PACKET)
+    header = read_header(reader)
+    height = reader.u32('height')
+    width = reader.u32('width')
+    seq = reader.u64('seq')
+    time_base = reader.u64('time_base')
+    reader.align(4)
+    encoding_offset = reader.pos
+    encoding = reader.string('encoding')
+    is_bigendian = reader.boolean('is_bigendian')
+    events = reader.sequence('events', np.uint8)
+    events_offset = reader.pos - events.size
+    reader.done()
+    return EventPacket(header, height, width, seq, time_base, encoding, is_bigendian, events,
+                       encoding_offset, events_offset)
+
+
+def encode_event_packet(header, height, width, seq, time_base, encoding, events_bytes,
+                        is_bigendian=False):
+    """Serialize an EventPacket; `events_bytes` is bytes-like or an array (its raw bytes)."""
+    if isinstance(events_bytes, np.ndarray):
+        payload = np.ascontiguousarray(events_bytes).reshape(-1).view(np.uint8)
+    else:
+        payload = np.frombuffer(events_bytes, np.uint8)
+    writer = CdrWriter(EVENT_PACKET)
+    write_header(writer, header)
+    writer.u32(height, 'height')
+    writer.u32(width, 'width')
+    writer.u64(seq, 'seq')
+    writer.u64(time_base, 'time_base')
+    writer.string(encoding, 'encoding')
+    writer.boolean(is_bigendian, 'is_bigendian')
+    writer.sequence(payload, np.uint8, 'events')
+    return writer.getvalue()
+
+
+@dataclass
+class DecodedPacket:
+    """Events of one EventPacket (or of the part of it before a time limit)."""
+
+    header: Header
+    height: int
+    width: int
+    seq: int
+    time_base: int
+    encoding: str
+    events: np.ndarray  # (N,) EVENT_DTYPE, t in sensor ns
+    triggers: np.ndarray  # (M,) TRIGGER_DTYPE, t in sensor ns
+    first_sensor_time_ns: Optional[int]  # None while the stream has no valid time yet
+    consumed: int = 0  # payload bytes decoded so far; resume a time-limited decode here
+    next_time_ns: Optional[int] = None  # sensor time that stopped a time-limited decode
+    done: bool = True  # the whole payload has been consumed
+
+
+def _record_times(records, time_base):
+    """Mono / trigger record time: time_base + low 32 bits, in uint64 like upstream."""
+    t = np.uint64(time_base & _MASK64) + (records & np.uint64(0xFFFFFFFF))
+    return t.view(np.int64)
+
+
+def _decode_mono(records, time_base, until_ns):
+    t = _record_times(records, time_base)
+    stop = libcaer.first_cut(t, until_ns)
+    records = records[:stop]
+    events = np.empty(stop, EVENT_DTYPE)
+    events['t'] = t[:stop]
+    events['x'] = (records >> np.uint64(32)) & np.uint64(0xFFFF)
+    events['y'] = (records >> np.uint64(48)) & np.uint64(0x7FFF)
+    events['p'] = records >> np.uint64(63)
+    return events, np.empty(0, TRIGGER_DTYPE), t, stop
+
+
+def _decode_trigger(records, time_base, until_ns):
+    t = _record_times(records, time_base)
+    stop = libcaer.first_cut(t, until_ns)
+    records = records[:stop]
+    triggers = np.empty(stop, TRIGGER_DTYPE)
+    triggers['t'] = t[:stop]
+    triggers['p'] = records >> np.uint64(63)
+    triggers['id'] = (records >> np.uint64(48)) & np.uint64(0xFF)  # upstream casts to uint8
+    return np.empty(0, EVENT_DTYPE), triggers, t, stop
+
+
+def _decode_libcaer(records, time_base, until_ns):
+    events, stop, t = libcaer.decode_libcaer(records, time_base, until_ns)
+    return events, np.empty(0, TRIGGER_DTYPE), t, stop
+
+
+_RECORD_DECODERS = {'mono': _decode_mono, 'trigger': _decode_trigger,
+                    'libcaer': _decode_libcaer}
+
+
+class EventPacketDecoder:
+    """Stateful decoder for the EventPackets of one stream, in arrival order.
+
+    `decode(data)` decodes a whole packet. `decode(data, until_ns=T)` is event_camera_codecs'
+    decodeUntil: it stops before the first event at sensor time >= T (EVT3 / libcaer_cmp: at
+    the first TIME_LOW word reaching T) and reports `consumed` bytes and `next_time_ns`; call
+    again with the same message, a later limit and `start=result.consumed` for the rest.
+    A packet that raises WireError leaves the decoder's state untouched.
+    """
+
+    def __init__(self):
+        self._states = {}
+
+    def reset(self):
+        """Forget all stream state (a looping bag, a restarted driver)."""
+        self._states.clear()
+
+    def decode(self, data, until_ns=None, start=0):
+        """Decode serialized EventPacket bytes (or an EventPacket) into a DecodedPacket."""
+        msg = data if isinstance(data, EventPacket) else decode_event_packet(data)
+        if until_ns is not None:
+            until_ns = operator.index(until_ns)
+            if not 0 <= until_ns <= _MASK64:
+                raise ValueError(f'until_ns must be a uint64 time in ns, got {until_ns}')
+        size = WORD_BYTES.get(msg.encoding)
+        if size is None:
+            raise WireError(EVENT_PACKET, 'encoding', msg.encoding_offset,
+                            f'unsupported encoding {msg.encoding!r} (known: '
+                            f'{", ".join(ENCODINGS)})')
+        payload = msg.events
+        total = payload.size
+        if total % size:
+            raise WireError(EVENT_PACKET, 'events', msg.events_offset + total - total % size,
+                            f'{total} bytes are not a whole number of {size}-byte '
+                            f'{msg.encoding} words')
+        start = operator.index(start)
+        if start % size or not 0 <= start <= total:
+            raise WireError(EVENT_PACKET, 'events', msg.events_offset,
+                            f'start {start} is not a word boundary within the {total} bytes')
+        body = payload[start:]
+        if size == 8:
+            records = body.view('<u8')
+            events, triggers, t, stop = _RECORD_DECODERS[msg.encoding](
+                records, msg.time_base, until_ns)
+            first = int(t[0]) if t.size else None
+            next_ns = int(t[stop]) if stop < t.size else None
+        else:
+            key = (msg.encoding, msg.width, msg.height)
+            state = self._states.get(key, evt3.Evt3State())
+            words = body.view('<u2')
+            offset = msg.events_offset + start
+            if msg.encoding == 'evt3':
+                out = evt3.decode_words(words, state, msg.width, msg.height, until_ns,
+                                        msgtype=EVENT_PACKET, offset=offset)
+            else:
+                out = libcaer.decode_libcaer_cmp(words, state, msg.width, msg.height,
+                                                 msg.time_base, until_ns,
+                                                 msgtype=EVENT_PACKET, offset=offset)
+            self._states[key] = out.state
+            events, triggers, stop = out.events, out.triggers, out.consumed
+            first, next_ns = out.first_time_ns, out.next_time_ns
+        consumed = start + stop * size
+        return DecodedPacket(msg.header, msg.height, msg.width, msg.seq, msg.time_base,
+                             msg.encoding, events, triggers, first, consumed, next_ns,
+                             consumed == total)

@@ -1,0 +1,84 @@
+"""Event streams on the ROS clock: EventPacket sensor time mapped through header stamps."""
+
+import numpy as np
+import pytest
+
+from gep_ros.msgtypes import EVENT_PACKET
+from gep_ros.wire.cdr import WireError
+from gep_ros.wire.event_packet import encode_event_packet
+from gep_ros.wire.events import make_events
+from gep_ros.wire.evt3_encoder import Evt3Encoder
+from gep_ros.wire.std import Header
+from gep_ros.wire.stream import EventStream, SLEW
+
+OFFSET = 1_700_000_000 * 10**9  # sensor clock 0 = this ROS time
+
+
+def jittery_packets(seconds=3.0, packet_ms=5, seed=0, first_latency_ms=6.0):
+    """EVT3 packets stamped as a driver with 0..5 ms receive latency would stamp them."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 200_000)
+    t = np.sort(rng.integers(0, int(seconds * 1e6), n)) * 1000  # whole microseconds
+    events = make_events(rng.integers(0, 640, n), rng.integers(0, 480, n), t,
+                         rng.integers(0, 2, n))
+    edges = np.searchsorted(t, np.arange(0, int(seconds * 1e9) + 1, packet_ms * 10**6))
+    encoder, packets, truth, start = Evt3Encoder(), [], [], None
+    for seq, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        chunk = events[a:b]
+        start = int(chunk['t'][0]) if start is None else start
+        latency = first_latency_ms * 1e6 if seq == 0 else rng.uniform(0, 5e6)
+        packets.append(encode_event_packet(Header(OFFSET + start + int(latency), 'cam'), 480,
+                                           640, seq, 0, 'evt3', encoder.encode(chunk)))
+        truth.append(chunk['t'] + OFFSET)
+        start = int(chunk['t'][-1])
+    return packets, np.concatenate(truth)
+
+
+def test_ros_clock_is_monotonic_and_converges_to_the_lowest_latency():
+    packets, truth = jittery_packets()
+    stream = EventStream(EVENT_PACKET, 'ros')
+    t = np.concatenate([stream.decode(p).events['t'] for p in packets])
+    assert len(t) == len(truth)
+    assert np.all(np.diff(t) >= 0)
+    error = t - truth
+    # Latency never makes events early, and the 6 ms of the first packet fade out at the
+    # slew rate; after a second only the smallest latencies seen remain (well under 1 ms).
+    assert error.min() >= 0
+    assert error[0] == 6_000_000
+    settled = truth >= truth[0] + 10**9
+    assert error[settled].max() < 1_000_000
+    half = truth >= truth[0] + int(6e6 / SLEW / 2)
+    assert error[half].max() < 6_000_000
+
+
+def test_sensor_clock_keeps_the_camera_time():
+    packets, truth = jittery_packets(seconds=0.2)
+    stream = EventStream(EVENT_PACKET, 'sensor')
+    t = np.concatenate([stream.decode(p).events['t'] for p in packets])
+    np.testing.assert_array_equal(t, truth - OFFSET)
+
+
+def test_reset_starts_a_new_clock_estimate():
+    packets, _ = jittery_packets(seconds=0.2)
+    stream = EventStream(EVENT_PACKET, 'ros')
+    for p in packets:
+        stream.decode(p)
+    stream.reset()
+    again = stream.decode(packets[0]).events['t']
+    first = EventStream(EVENT_PACKET, 'ros').decode(packets[0]).events['t']
+    np.testing.assert_array_equal(again, first)
+
+
+def test_rejected_messages_are_counted_by_reason():
+    stream = EventStream(EVENT_PACKET)
+    packets, _ = jittery_packets(seconds=0.05)
+    stream.decode(packets[0])
+    for bad in (packets[1][:30], b'\x00\x01'):
+        with pytest.raises(WireError):
+            stream.decode(bad)
+    assert stream.stats.messages == 1 and sum(stream.stats.rejected.values()) == 2
+
+
+def test_non_event_types_are_refused():
+    with pytest.raises(WireError, match='not an event message type'):
+        EventStream('sensor_msgs/msg/Image')
