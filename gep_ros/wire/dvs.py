@@ -10,6 +10,7 @@ object per event.
 """
 
 from dataclasses import dataclass
+import threading
 
 import numpy as np
 
@@ -26,10 +27,30 @@ _INT32 = np.iinfo(np.int32)
 _STRIDED = np.dtype({'names': ['x', 'y', 'sec', 'nsec', 'p'],
                      'formats': ['<u2', '<u2', '<i4', '<u4', 'u1'],
                      'offsets': [0, 2, 6, 10, 14], 'itemsize': 15})
+# The same record for writing, with its padding bytes named so they can be zeroed.
+_STRIDED_W = np.dtype({'names': ['x', 'y', 'pad0', 'sec', 'nsec', 'p'],
+                       'formats': ['<u2', '<u2', '<u2', '<i4', '<u4', 'u1'],
+                       'offsets': [0, 2, 4, 6, 10, 14], 'itemsize': 15})
 # The first event, starting 0 mod 4: no padding before sec.
 _FIRST = np.dtype({'names': ['x', 'y', 'sec', 'nsec', 'p'],
                    'formats': ['<u2', '<u2', '<i4', '<u4', 'u1'],
                    'offsets': [0, 2, 4, 8, 12], 'itemsize': 13})
+
+
+_scratch = threading.local()
+
+
+def _scratch_buffer(nbytes):
+    """Return a per-thread uint8 buffer of nbytes, reused across calls.
+
+    Encoding into memory that is already mapped, then copying once into the bytes object,
+    is several times faster at a million events than writing into a fresh allocation,
+    whose pages the kernel must first fault in.
+    """
+    buf = getattr(_scratch, 'buf', None)
+    if buf is None or buf.size < nbytes:
+        buf = _scratch.buf = np.empty(max(nbytes, 1 << 16), np.uint8)
+    return buf[:nbytes]
 
 
 def events_nbytes(n):
@@ -96,10 +117,10 @@ def encode_event_array(header, height, width, events):
     writer.u32(n, 'events')
     prefix = writer.buf
     start = len(prefix)
-    out = bytearray(start + events_nbytes(n))  # zero-filled: padding bytes stay 0
-    out[:start] = prefix
+    out = _scratch_buffer(start + events_nbytes(n))  # every byte, padding too, written below
+    out[:start] = np.frombuffer(prefix, np.uint8)
     if n == 0:
-        return bytes(out)
+        return out.tobytes()
     t = events['t']
     sec, nsec = np.divmod(t, NS)
     if sec.min() < _INT32.min or sec.max() > _INT32.max:
@@ -107,11 +128,14 @@ def encode_event_array(header, height, width, events):
                         'time outside the int32 seconds range of builtin_interfaces/Time')
     parts = [(np.ndarray((1,), _FIRST, buffer=out, offset=start), slice(0, 1))]
     if n > 1:
-        parts.append((_strided(out, start + 14, n - 1, _STRIDED), slice(1, None)))
+        rest = _strided(out, start + 14, n - 1, _STRIDED_W)
+        rest['pad0'] = 0
+        out[start + 13:-1:16] = 0  # the byte after each polarity but the last
+        parts.append((rest, slice(1, None)))
     for rec, sl in parts:
         rec['x'] = events['x'][sl]
         rec['y'] = events['y'][sl]
         rec['sec'] = sec[sl]
         rec['nsec'] = nsec[sl]
         np.not_equal(events['p'][sl], 0, out=rec['p'].view(np.bool_))
-    return bytes(out)
+    return out.tobytes()
