@@ -1,0 +1,93 @@
+"""Model configuration: `@dataclass` configs that fully describe a GEP network.
+
+A config round-trips through plain JSON (`to_dict` / `config_from_dict`), which is how the
+deployed artifact stores it, so an artifact rebuilds the exact network without code from
+the file.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Optional, Tuple
+
+
+@dataclass
+class EncoderConfig:
+    """The event encoder: a ViT with the image teacher's architecture (timm)."""
+
+    arch: str = 'vit_small_patch14_reg4_dinov2'  # timm name, or '' for the dims below
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    patch_size: int = 14
+    reg_tokens: int = 4
+    in_chans: int = 3  # representation channels; other than 3 adds a 1x1 input adapter
+    feature_blocks: Tuple[int, ...] = (2, 5, 8, 11)  # multi-level features for the heads
+
+
+@dataclass
+class TemporalConfig:
+    """The causal transformer over per-window tokens (GEP stage 2)."""
+
+    dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    max_windows: int = 16  # temporal positions; the streaming context holds this many
+    pool_grid: Optional[Tuple[int, int]] = (4, 4)  # per-window pooling; None: all patches
+    image_tokens: bool = True  # frames enter the sequence as tokens of a second encoder
+    mlp_ratio: float = 4.0
+
+
+@dataclass
+class HeadsConfig:
+    """Task heads: depth in metres within [min_depth, max_depth], segmentation, class."""
+
+    width: int = 64  # channels inside the dense decoders
+    depth: bool = True
+    min_depth: float = 1.0
+    max_depth: float = 80.0
+    num_classes: int = 11  # segmentation classes; 0 disables the head
+    class_names: Tuple[str, ...] = ()
+    num_categories: int = 0  # recognition classes; 0 disables the linear classifier
+
+
+@dataclass
+class GEPConfig:
+    variant: str
+    input_size: Tuple[int, int] = (252, 350)  # (H, W), multiples of the patch size
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+
+    def __post_init__(self):
+        p = self.encoder.patch_size
+        if any(s % p for s in self.input_size):
+            raise ValueError(f'input_size {tuple(self.input_size)} must be multiples of the '
+                             f'patch size {p}')
+
+    @property
+    def grid(self):
+        """Return the size of the encoder's patch grid at the input size: (rows, columns)."""
+        return tuple(s // self.encoder.patch_size for s in self.input_size)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def _tuples(cls, data):
+    """Build a dataclass from a dict, turning JSON lists back into tuples; unknown keys fail."""
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f'{cls.__name__}: unknown keys {sorted(unknown)}')
+    out = {}
+    for key, value in data.items():
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return cls(**out)
+
+
+def config_from_dict(data):
+    """Rebuild a GEPConfig from `to_dict()` output (as read from JSON)."""
+    data = dict(data)
+    sections = {'encoder': EncoderConfig, 'temporal': TemporalConfig, 'heads': HeadsConfig}
+    for key, cls in sections.items():
+        data[key] = _tuples(cls, data.get(key, {}))
+    return _tuples(GEPConfig, data)

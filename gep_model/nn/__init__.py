@@ -1,0 +1,1 @@
+"""The GEP networks: event (and image) encoder, temporal backbone, task heads."""
