@@ -7,13 +7,15 @@ prints `gep: error: ...` on stderr and exits with status 2, never a traceback.
 import argparse
 import sys
 
-from . import bag_cmd, bench_cmd, UsageError
+from gep_model.errors import ArtifactError
+
+from . import bag_cmd, bench_cmd, model_cmd, UsageError
 from ..bag import BagError
 from ..wire.cdr import WireError
 
-USER_ERRORS = (UsageError, BagError, WireError, FileNotFoundError, IsADirectoryError,
-               NotADirectoryError, PermissionError)
-GROUPS = (bag_cmd, bench_cmd)
+USER_ERRORS = (UsageError, BagError, WireError, ArtifactError, FileNotFoundError,
+               IsADirectoryError, NotADirectoryError, PermissionError)
+GROUPS = (bag_cmd, model_cmd, bench_cmd)
 
 
 def build_parser():

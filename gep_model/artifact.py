@@ -1,0 +1,191 @@
+"""The deployed model: a folder with `model.safetensors` and `model.json`.
+
+`model.json` holds everything needed to rebuild and use the network: format version,
+variant and full config, the event representation and window parameters, the input size,
+class names and palette, the depth range, and provenance (how the weights were made).
+Loading parses JSON and reads safetensors: nothing in an artifact is ever executed. An
+artifact of another format version, with a missing, unexpected or misshaped tensor, or
+with non-finite weights, is refused with a message naming the problem.
+"""
+
+from dataclasses import dataclass
+import hashlib
+import json
+import os
+from pathlib import Path
+import tempfile
+import time
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+import torch
+
+from .classes import default_classes
+from .config import config_from_dict
+from .errors import ArtifactError
+from .model import GEPModel
+
+FORMAT = 'gep-model'
+FORMAT_VERSION = 1
+WEIGHTS = 'model.safetensors'
+META = 'model.json'
+DEFAULT_REPRESENTATION = {'name': 'polarity_rgb', 'percentile': 90.0}
+DEFAULT_WINDOW = {'align': 'image', 'duration_ms': 50.0, 'rate_hz': 20.0}
+
+
+@dataclass
+class Artifact:
+    model: GEPModel
+    meta: dict  # the parsed model.json
+    path: Path
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def digest(self):
+        return self.meta.get('digest', '')
+
+
+def _digest(folder):
+    """Return the SHA-256 over the weights file, the identity of an artifact's weights."""
+    h = hashlib.sha256()
+    with open(folder / WEIGHTS, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_artifact(model, folder, representation=None, window=None, class_names=None,
+                  palette=None, provenance=None):
+    """Write `model` as an artifact folder (created; an existing one is replaced atomically)."""
+    folder = Path(folder)
+    cfg = model.config
+    if cfg.encoder.in_chans != _representation_channels(representation or DEFAULT_REPRESENTATION):
+        raise ArtifactError(f'{folder}: the encoder takes {cfg.encoder.in_chans} channels, the '
+                            f'representation {representation} makes another number')
+    names, colours = default_classes(cfg.heads.num_classes)
+    meta = {
+        'format': FORMAT,
+        'format_version': FORMAT_VERSION,
+        'variant': cfg.variant,
+        'config': cfg.to_dict(),
+        'representation': representation or dict(DEFAULT_REPRESENTATION),
+        'window': window or dict(DEFAULT_WINDOW),
+        'input_size': list(cfg.input_size),
+        'class_names': list(class_names or cfg.heads.class_names or names),
+        'palette': [list(c) for c in (palette or colours)],
+        'depth_range': [cfg.heads.min_depth, cfg.heads.max_depth],
+        'provenance': {'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                       **(provenance or {})},
+    }
+    if len(meta['class_names']) != cfg.heads.num_classes or \
+            len(meta['palette']) != cfg.heads.num_classes:
+        raise ArtifactError(f'{folder}: {cfg.heads.num_classes} classes but '
+                            f'{len(meta["class_names"])} names and {len(meta["palette"])} colours')
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f'.{folder.name}.', dir=folder.parent))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(tensors, staging / WEIGHTS, metadata={'format': FORMAT,
+                                                    'format_version': str(FORMAT_VERSION)})
+    meta['digest'] = _digest(staging)
+    (staging / META).write_text(json.dumps(meta, indent=2) + '\n')
+    if folder.exists():
+        old = folder.with_name(f'.{folder.name}.old')
+        os.replace(folder, old)
+        os.replace(staging, folder)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        os.replace(staging, folder)
+    return folder
+
+
+def _representation_channels(rep):
+    channels = {'polarity_rgb': 3, 'histogram': 2}
+    if rep['name'] in channels:
+        return channels[rep['name']]
+    if rep['name'] == 'voxel_grid':
+        return int(rep.get('bins', 5))
+    if rep['name'] == 'stacked_histogram':
+        return 2 * int(rep.get('bins', 10))
+    raise ArtifactError(f'unknown representation {rep["name"]!r}')
+
+
+def read_meta(folder):
+    """Parse and check model.json of an artifact folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ArtifactError(f'{folder}: no such artifact folder')
+    for name in (META, WEIGHTS):
+        if not (folder / name).is_file():
+            raise ArtifactError(f'{folder}: {name} is missing')
+    try:
+        meta = json.loads((folder / META).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f'{folder / META}: not readable JSON ({exc})') from None
+    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+        raise ArtifactError(f'{folder / META}: not a {FORMAT} file')
+    version = meta.get('format_version')
+    if version != FORMAT_VERSION:
+        raise ArtifactError(f'{folder / META}: format version {version}, this gep_ros reads '
+                            f'version {FORMAT_VERSION}; export the weights again with a '
+                            f'matching version')
+    return meta
+
+
+def load_artifact(folder, device='cpu'):
+    """Load an artifact folder into an eval-mode GEPModel on `device`."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    try:
+        config = config_from_dict(meta['config'])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f'{folder / META}: bad config ({exc})') from None
+    try:
+        tensors = load_file(folder / WEIGHTS)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f'{folder / WEIGHTS}: not a readable safetensors file ({exc})') \
+            from None
+    model = GEPModel(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        raise ArtifactError(f'{folder / WEIGHTS}: tensor {missing[0]} is missing '
+                            f'({len(missing)} missing in all)')
+    if unexpected:
+        raise ArtifactError(f'{folder / WEIGHTS}: unexpected tensor {unexpected[0]} '
+                            f'({len(unexpected)} unexpected in all)')
+    for name, value in tensors.items():
+        want = tuple(expected[name].shape)
+        if tuple(value.shape) != want:
+            raise ArtifactError(f'{folder / WEIGHTS}: tensor {name} has shape '
+                                f'{tuple(value.shape)}, the config needs {want}')
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ArtifactError(f'{folder / WEIGHTS}: tensor {name} has non-finite values')
+    model.load_state_dict(tensors, strict=True)
+    return Artifact(model.to(device).eval(), meta, folder)
+
+
+def describe(meta):
+    """Human-readable summary lines of an artifact's model.json."""
+    cfg = meta['config']
+    enc, tmp = cfg['encoder'], cfg['temporal']
+    lines = [
+        f'variant        {meta["variant"]} (format {meta["format"]} v{meta["format_version"]})',
+        f'input          {meta["input_size"][1]}x{meta["input_size"][0]} (W x H)',
+        f'encoder        {enc["arch"] or "custom ViT"}: {enc["depth"]} x {enc["embed_dim"]}, '
+        f'patch {enc["patch_size"]}, {enc["in_chans"]} input channels',
+        f'temporal       {tmp["depth"]} x {tmp["dim"]}, {tmp["num_heads"]} heads, context '
+        f'{tmp["max_windows"]} windows, image tokens {"on" if tmp["image_tokens"] else "off"}',
+        f'representation {json.dumps(meta["representation"])}',
+        f'window         {json.dumps(meta["window"])}',
+        f'depth range    {meta["depth_range"][0]} to {meta["depth_range"][1]} m',
+        f'classes        {len(meta["class_names"])}: {", ".join(meta["class_names"])}',
+        f'provenance     {json.dumps(meta["provenance"])}',
+        f'digest         {meta.get("digest", "")[:16]}',
+    ]
+    return lines

@@ -1,0 +1,114 @@
+"""The deployed artifact: round trip, and every kind of bad artifact refused by name."""
+
+import json
+import pickle
+
+import pytest
+from safetensors.torch import load_file, save_file
+import torch
+
+from gep_model.artifact import load_artifact, META, save_artifact, WEIGHTS
+from gep_model.errors import ArtifactError
+from gep_model.model import GEPModel
+from gep_model.registry import variant_config
+from gep_ros.cli.main import main
+
+
+@pytest.fixture(scope='module')
+def saved(tmp_path_factory):
+    torch.manual_seed(1)
+    model = GEPModel(variant_config('gep_tiny')).eval()
+    folder = save_artifact(model, tmp_path_factory.mktemp('art') / 'tiny',
+                           provenance={'stages': ['test']})
+    return model, folder
+
+
+def copy_of(folder, tmp_path):
+    dst = tmp_path / 'copy'
+    dst.mkdir()
+    for name in (META, WEIGHTS):
+        (dst / name).write_bytes((folder / name).read_bytes())
+    return dst
+
+
+def test_round_trip_gives_the_same_network(saved):
+    model, folder = saved
+    loaded = load_artifact(folder)
+    assert loaded.config == model.config
+    x = torch.randn(1, 3, *model.config.input_size)
+    with torch.no_grad():
+        a, _ = model.step(x)
+        b, _ = loaded.model.step(x)
+    torch.testing.assert_close(a['depth'], b['depth'], rtol=0, atol=0)
+    meta = loaded.meta
+    assert meta['provenance']['stages'] == ['test'] and len(meta['digest']) == 64
+    assert len(meta['class_names']) == len(meta['palette']) == 11
+    assert meta['representation']['name'] == 'polarity_rgb'
+
+
+def edit_meta(folder, **changes):
+    meta = json.loads((folder / META).read_text())
+    meta.update(changes)
+    (folder / META).write_text(json.dumps(meta))
+
+
+def edit_tensors(folder, fn):
+    tensors = load_file(folder / WEIGHTS)
+    fn(tensors)
+    save_file(tensors, folder / WEIGHTS)
+
+
+@pytest.mark.parametrize('damage, message', [
+    (lambda f: edit_meta(f, format_version=99), 'format version 99'),
+    (lambda f: edit_meta(f, format='something-else'), 'not a gep-model file'),
+    (lambda f: (f / META).write_text('{not json'), 'not readable JSON'),
+    (lambda f: (f / WEIGHTS).unlink(), 'model.safetensors is missing'),
+    (lambda f: edit_tensors(f, lambda t: t.pop('depth_head.out.2.bias')),
+     'tensor depth_head.out.2.bias is missing'),
+    (lambda f: edit_tensors(f, lambda t: t.update(extra=torch.zeros(2))),
+     'unexpected tensor extra'),
+    (lambda f: edit_tensors(f, lambda t: t.update({'temporal.norm.weight': torch.zeros(7)})),
+     r'temporal.norm.weight has shape \(7,\)'),
+    (lambda f: edit_tensors(f, lambda t: t['temporal.norm.bias'].__setitem__(0, float('nan'))),
+     'temporal.norm.bias has non-finite values'),
+    (lambda f: (f / WEIGHTS).write_bytes(b'garbage' * 10), 'not a readable safetensors file'),
+    (lambda f: edit_meta(f, config={'variant': 'x', 'bogus': 1}), 'bad config'),
+])
+def test_bad_artifacts_are_refused_by_name(saved, tmp_path, damage, message):
+    folder = copy_of(saved[1], tmp_path)
+    damage(folder)
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(folder)
+
+
+class Exploit:
+    """A pickle that creates a file when unpickled."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def test_a_pickle_in_place_of_the_weights_is_never_executed(saved, tmp_path):
+    folder = copy_of(saved[1], tmp_path)
+    marker = tmp_path / 'marker'
+    (folder / WEIGHTS).write_bytes(pickle.dumps(Exploit(marker)))
+    with pytest.raises(ArtifactError, match='not a readable safetensors file'):
+        load_artifact(folder)
+    assert not marker.exists()
+
+
+def test_cli_init_and_info(tmp_path, capsys):
+    out = tmp_path / 'art'
+    assert main(['model', 'init', '--variant', 'gep_tiny', '--out', str(out),
+                 '--input-size', '126', '168']) == 0
+    assert load_artifact(out).config.input_size == (126, 168)
+    assert main(['model', 'info', str(out)]) == 0
+    text = capsys.readouterr().out
+    assert 'gep_tiny' in text and '168x126' in text and 'random init' in text
+    assert main(['model', 'init', '--variant', 'nope', '--out', str(tmp_path / 'x')]) == 2
+    assert main(['model', 'info', str(tmp_path / 'missing')]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model variant 'nope'" in err and 'no such artifact folder' in err
