@@ -1,0 +1,482 @@
+"""Event representations against slow per-event loops, hand-computed values and edge cases.
+
+Each representation is checked against an obviously correct Python loop over a few hundred
+random events (exact for counts, allclose for interpolated values), on the CPU and, when a GPU
+is present, on CUDA. polarity_rgb is checked against a direct numpy port of the GEP authors'
+``accumulate_to_rgb`` (np.add.at, np.percentile on the nonzero counts, dominant polarity wins).
+"""
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gep_model.events import (EventTensors, fit_to_input, make_representation,
+                              nonzero_percentile, render_batch, representation_names,
+                              round_to_patch, window_events)
+from gep_ros.wire.events import EVENT_DTYPE
+
+HEIGHT, WIDTH = 12, 16
+T0 = 1_700_000_000_000_000_000  # epoch nanoseconds: float64 alone could not hold these exactly
+SPAN = 50_000_000  # 50 ms
+T1 = T0 + SPAN
+
+DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='no CUDA device'))]
+ALL_PARAMS = [
+    ('polarity_rgb', {}),
+    ('polarity_rgb', {'percentile': 99.0, 'channel_order': 'bgr'}),
+    ('voxel_grid', {'bins': 5}),
+    ('voxel_grid', {'bins': 1}),
+    ('histogram', {}),
+    ('histogram', {'count_cutoff': 2}),
+    ('stacked_histogram', {}),
+    ('stacked_histogram', {'bins': 3, 'count_cutoff': None, 'channel_order': 'polarity_major'}),
+]
+
+
+def random_events(seed, n=400, height=HEIGHT, width=WIDTH, spill=3, hot=False):
+    """Return EVENT_DTYPE events, unsorted, some off the sensor and some outside [T0, T1]."""
+    rng = np.random.default_rng(seed)
+    events = np.empty(n, EVENT_DTYPE)
+    if hot:
+        # A few hot pixels give a spread of counts, so the percentile clip matters.
+        events['x'] = np.minimum(rng.geometric(0.3, n) - 1, width + spill - 1)
+        events['y'] = np.minimum(rng.geometric(0.3, n) - 1, height + spill - 1)
+    else:
+        events['x'] = rng.integers(0, width + spill, n)
+        events['y'] = rng.integers(0, height + spill, n)
+    events['t'] = rng.integers(T0 - SPAN // 10, T1 + SPAN // 10, n, endpoint=True)
+    events['t'][:3] = (T0, T1, T0 + SPAN // 2)  # the window's edges and midpoint, exactly
+    events['p'] = rng.integers(0, 2, n)
+    return events
+
+
+def kept(events, t0=T0, t1=T1, height=HEIGHT, width=WIDTH):
+    """Yield (x, y, t, p) of the events a representation must keep, one Python tuple each."""
+    for x, y, t, p in zip(events['x'].tolist(), events['y'].tolist(), events['t'].tolist(),
+                          events['p'].tolist()):
+        if 0 <= x < width and 0 <= y < height and t0 <= t <= t1:
+            yield x, y, t, p
+
+
+def loop_histogram(events, cutoff=None):
+    out = np.zeros((2, HEIGHT, WIDTH), np.float32)
+    for x, y, _, p in kept(events):
+        out[1 if p else 0, y, x] += 1
+    return out if cutoff is None else np.minimum(out, cutoff)
+
+
+def loop_stacked(events, bins, cutoff, order):
+    out = np.zeros((2 * bins, HEIGHT, WIDTH), np.float32)
+    for x, y, t, p in kept(events):
+        time_bin = min((t - T0) * bins // SPAN, bins - 1)
+        channel = 2 * time_bin + p if order == 'time_major' else bins * p + time_bin
+        out[channel, y, x] += 1
+    return out if cutoff is None else np.minimum(out, cutoff)
+
+
+def loop_voxel(events, bins, t0=T0, t1=T1):
+    out = np.zeros((bins, HEIGHT, WIDTH), np.float64)
+    for x, y, t, p in kept(events, t0, t1):
+        tau = 0.0 if t1 == t0 else (t - t0) * (bins - 1) / (t1 - t0)
+        left = int(tau)
+        value = 1.0 if p else -1.0
+        out[left, y, x] += value * (1 - (tau - left))
+        if left + 1 < bins:
+            out[left + 1, y, x] += value * (tau - left)
+    return out
+
+
+def authors_rgb(x, y, p, shape, pct):
+    """Render the GEP authors' accumulate_to_rgb rule, ported line by line, before uint8."""
+    height, width = shape
+    m = (x < width) & (y < height) & (x >= 0) & (y >= 0)
+    x = x[m]
+    y = y[m]
+    p = p[m].astype(bool)
+    pos = np.zeros((height, width), dtype=np.float32)
+    neg = np.zeros((height, width), dtype=np.float32)
+    if x.size:
+        np.add.at(pos, (y[p], x[p]), 1)
+        np.add.at(neg, (y[~p], x[~p]), 1)
+
+    def norm_with_percentile(a):
+        if a.max() == 0:
+            return a
+        thr = np.percentile(a[a > 0], pct) if np.any(a > 0) else 1.0
+        if thr <= 0:
+            thr = float(a.max())
+        return np.clip(a, 0, thr) / thr
+
+    pos_n = norm_with_percentile(pos)
+    neg_n = norm_with_percentile(neg)
+    dominate_pos = pos_n >= neg_n
+    inten_pos = pos_n * dominate_pos
+    inten_neg = neg_n * (~dominate_pos)
+    r = np.ones((height, width), dtype=np.float32)
+    g = np.ones((height, width), dtype=np.float32)
+    b = np.ones((height, width), dtype=np.float32)
+    g -= inten_pos
+    b -= inten_pos
+    r -= inten_neg
+    g -= inten_neg
+    return np.stack([np.clip(r, 0, 1), np.clip(g, 0, 1), np.clip(b, 0, 1)], axis=-1)
+
+
+def in_window(events, t0=T0, t1=T1):
+    return events[(events['t'] >= t0) & (events['t'] <= t1)]
+
+
+def render(name, events, device, t0=T0, t1=T1, **params):
+    out = make_representation(name, **params)(events, t0, t1, HEIGHT, WIDTH, device=device)
+    assert out.device.type == device
+    return out.cpu()
+
+
+# --- each representation against its loop ----------------------------------------------------
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('cutoff', [None, 1, 2])
+def test_histogram_matches_loop(device, cutoff):
+    for seed in range(3):
+        events = random_events(seed)
+        out = render('histogram', events, device, count_cutoff=cutoff)
+        assert torch.equal(out, torch.from_numpy(loop_histogram(events, cutoff)))
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('bins,cutoff,order', [(10, 10, 'time_major'), (3, None, 'time_major'),
+                                               (4, 2, 'polarity_major'), (1, None, 'time_major')])
+def test_stacked_histogram_matches_loop(device, bins, cutoff, order):
+    for seed in range(3):
+        events = random_events(seed, hot=seed == 2)
+        out = render('stacked_histogram', events, device, bins=bins, count_cutoff=cutoff,
+                     channel_order=order)
+        assert torch.equal(out, torch.from_numpy(loop_stacked(events, bins, cutoff, order)))
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('bins', [1, 2, 5, 9])
+def test_voxel_grid_matches_loop(device, bins):
+    for seed in range(3):
+        events = random_events(seed)
+        out = render('voxel_grid', events, device, bins=bins)
+        np.testing.assert_allclose(out.numpy(), loop_voxel(events, bins), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('pct', [90.0, 99.0, 50.0, 0.0, 100.0])
+@pytest.mark.parametrize('hot', [False, True])
+def test_polarity_rgb_matches_authors(device, pct, hot):
+    for seed in range(3):
+        events = random_events(seed, hot=hot)
+        out = render('polarity_rgb', events, device, percentile=pct)  # (3, H, W)
+        window = in_window(events)
+        theirs = authors_rgb(window['x'].astype(np.int64), window['y'].astype(np.int64),
+                             window['p'], (HEIGHT, WIDTH), pct)  # (H, W, 3)
+        np.testing.assert_array_equal(out.permute(1, 2, 0).numpy(), theirs)
+        # What the authors save: the same bytes after their uint8 quantisation.
+        np.testing.assert_array_equal((out.permute(1, 2, 0).numpy() * 255).astype(np.uint8),
+                                      (theirs * 255).astype(np.uint8))
+
+
+def test_polarity_rgb_bgr_swaps_red_and_blue():
+    events = random_events(4, hot=True)
+    rgb = render('polarity_rgb', events, 'cpu')
+    bgr = render('polarity_rgb', events, 'cpu', channel_order='bgr')
+    assert torch.equal(bgr, rgb[[2, 1, 0]])
+
+
+def test_polarity_rgb_colours():
+    events = np.zeros(3, EVENT_DTYPE)
+    events['x'], events['y'], events['t'], events['p'] = [1, 2, 2], [0, 0, 0], T0, [1, 0, 0]
+    out = render('polarity_rgb', events, 'cpu')
+    assert out[:, 0, 1].tolist() == [1.0, 0.0, 0.0]  # one ON event: full red
+    assert out[:, 0, 2].tolist() == [0.0, 0.0, 1.0]  # two OFF events: full blue
+    assert out[:, 1:].eq(1).all() and out[:, 0, 0].eq(1).all()  # white elsewhere
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_nonzero_percentile_matches_numpy(device):
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        size = int(rng.integers(1, 300))
+        values = rng.integers(0, 12, size).astype(np.float32) * (rng.random(size) < 0.6)
+        pct = float(rng.choice([0.0, 12.5, 50.0, 90.0, 95.0, 99.0, 100.0, rng.random() * 100]))
+        got = nonzero_percentile(torch.from_numpy(values)[None].to(device), pct)[0].item()
+        nonzero = values[values > 0]
+        want = np.percentile(nonzero, pct) if nonzero.size else 0.0
+        assert got == want, (trial, pct, nonzero)
+    # Interpolations where numpy's two float32 formulas (from below for gamma < 0.5, from above
+    # otherwise) round differently: only the right choice matches to the bit.
+    values = torch.tensor([[0.0, 4.0, 0.0, 1.0]], device=device)
+    for pct in (10.0, 20.0, 40.0, 60.0, 90.0):
+        want = np.percentile(np.array([1, 4], np.float32), pct)
+        assert nonzero_percentile(values, pct)[0].item() == want, pct
+
+
+# --- hand-computed time scaling ---------------------------------------------------------------
+
+
+def one_event(t, p=1, x=3, y=2):
+    events = np.zeros(1, EVENT_DTYPE)
+    events['x'], events['y'], events['t'], events['p'] = x, y, t, p
+    return events
+
+
+@pytest.mark.parametrize('fraction,bins,expected', [
+    (0.5, 5, {2: 1.0}),  # midpoint of 5 bins: wholly bin 2
+    (0.25, 5, {1: 1.0}),  # a quarter: bin centre 1
+    (0.125, 5, {0: 0.5, 1: 0.5}),  # an eighth: tau 0.5
+    (0.25, 4, {0: 0.25, 1: 0.75}),  # tau = 0.75
+    (0.75, 3, {1: 0.5, 2: 0.5}),  # tau = 1.5
+    (0.0, 5, {0: 1.0}),  # window start: bin 0
+    (1.0, 5, {4: 1.0}),  # window end: last bin
+    (0.6, 2, {0: 0.4, 1: 0.6}),
+])
+def test_voxel_time_scaling_by_hand(fraction, bins, expected):
+    t = T0 + int(SPAN * fraction)
+    for p, sign in ((1, 1.0), (0, -1.0)):
+        out = render('voxel_grid', one_event(t, p), 'cpu', bins=bins)
+        want = torch.zeros(bins, HEIGHT, WIDTH)
+        for time_bin, share in expected.items():
+            want[time_bin, 2, 3] = sign * share
+        torch.testing.assert_close(out, want, rtol=0, atol=1e-7)
+
+
+def test_voxel_bins_sum_to_polarity_balance():
+    events = random_events(11)
+    voxel = render('voxel_grid', events, 'cpu', bins=7).sum(0)
+    counts = render('histogram', events, 'cpu')
+    torch.testing.assert_close(voxel, counts[1] - counts[0], rtol=0, atol=1e-5)
+
+
+def test_stacked_time_bins_by_hand():
+    rep = make_representation('stacked_histogram', bins=4, count_cutoff=None)
+    offsets = [0, SPAN // 4 - 1, SPAN // 4, SPAN // 2, SPAN - 1, SPAN]
+    events = np.concatenate([one_event(T0 + offset, p=1, x=i) for i, offset in enumerate(offsets)])
+    out = rep(events, T0, T1, HEIGHT, WIDTH)
+    for x, time_bin in enumerate([0, 0, 1, 2, 3, 3]):  # t == t1 joins the last bin
+        assert out[:, 2, x].nonzero().flatten().tolist() == [rep.channel_of(time_bin, True)]
+    assert rep.channel_of(1, True) == 3
+    polarity_major = make_representation('stacked_histogram', bins=4,
+                                         channel_order='polarity_major')
+    assert polarity_major.channel_of(1, True) == 5 and polarity_major.channel_of(1, False) == 1
+
+
+# --- edge cases -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('name,params', ALL_PARAMS)
+def test_empty_window(device, name, params):
+    rep = make_representation(name, **params)
+    empty = np.zeros(0, EVENT_DTYPE)
+    outside = one_event(T1 + 1)  # nothing inside the window either
+    for events in (empty, outside):
+        out = rep(events, T0, T1, HEIGHT, WIDTH, device=device)
+        assert out.shape == (rep.channels, HEIGHT, WIDTH) and out.dtype == torch.float32
+        assert out.eq(rep.background).all()
+    assert rep.background == (1.0 if name == 'polarity_rgb' else 0.0)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('name,params', ALL_PARAMS)
+def test_one_event(device, name, params):
+    rep = make_representation(name, **params)
+    out = rep(one_event(T0 + SPAN // 3, p=0), T0, T1, HEIGHT, WIDTH, device=device).cpu()
+    touched = (out != rep.background).any(0)
+    assert touched.nonzero().tolist() == [[2, 3]]
+    if name == 'polarity_rgb':
+        assert out[:, 2, 3].tolist() == ([0.0, 0.0, 1.0] if params.get('channel_order', 'rgb')
+                                         == 'rgb' else [1.0, 0.0, 0.0])
+    elif name == 'voxel_grid':
+        assert out[:, 2, 3].sum().item() == pytest.approx(-1.0)
+    else:
+        assert out[:, 2, 3].sum().item() == 1.0
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_zero_length_window(device):
+    events = random_events(5)
+    events['t'][::2] = T0  # half the events at the instant, the rest outside it
+    voxel = render('voxel_grid', events, device, t1=T0, bins=5)
+    assert voxel[1:].eq(0).all()
+    counts = render('histogram', in_window(events, T0, T0), 'cpu')
+    assert torch.equal(voxel[0], counts[1] - counts[0])
+    stacked = render('stacked_histogram', events, device, t1=T0, bins=3, count_cutoff=None)
+    assert torch.equal(stacked[:2], counts) and stacked[2:].eq(0).all()
+    with pytest.raises(ValueError, match='ends before'):
+        render('voxel_grid', events, device, t0=T1, t1=T0)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_drops_are_counted(device):
+    x = torch.tensor([0, -1, WIDTH - 1, WIDTH, 5, 5, 2, 3])
+    y = torch.tensor([0, 0, HEIGHT - 1, 0, -4, HEIGHT, 1, 1])
+    t = torch.tensor([T0, T0, T1, T0, T0, T0, T0 - 1, T1 + 1])
+    p = torch.tensor([1, 0, 1, 1, 0, 0, 1, 1], dtype=torch.uint8)
+    on_sensor = EventTensors.from_events({'x': x, 'y': y, 't': t, 'p': p}, HEIGHT, WIDTH,
+                                         device=device)
+    assert len(on_sensor) == 4 and on_sensor.dropped_outside_sensor == 4
+    window = on_sensor.in_window(T0, T1)
+    assert len(window) == 2 and window.dropped_outside_window == 2
+    assert window.dropped_outside_sensor == 4 and window.device.type == device
+    assert sorted(zip(window.x.tolist(), window.y.tolist())) == [(0, 0), (WIDTH - 1, HEIGHT - 1)]
+    counts = make_representation('histogram').render(window, T0, T1)
+    assert counts.sum().item() == 2
+    # Direct calls drop the same events, and render where the event tensors are.
+    on_device = tuple(column.to(device) for column in (x, y, t, p))
+    direct = make_representation('histogram')(on_device, T0, T1, HEIGHT, WIDTH)
+    assert direct.device.type == device and torch.equal(direct, counts)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('name,params', ALL_PARAMS)
+def test_event_order_is_irrelevant(device, name, params):
+    events = random_events(8, hot=True)
+    shuffled = events[np.random.default_rng(0).permutation(len(events))]
+    ordered = np.sort(events, order='t')
+    outs = [render(name, e, device, **params) for e in (events, shuffled, ordered)]
+    for out in outs[1:]:
+        if name == 'voxel_grid':  # float sums in another order: equal up to rounding
+            torch.testing.assert_close(out, outs[0], rtol=0, atol=1e-5)
+        else:
+            assert torch.equal(out, outs[0])
+
+
+@pytest.mark.parametrize('name,params', ALL_PARAMS)
+def test_input_forms_agree(name, params):
+    events = random_events(9)
+    rep = make_representation(name, **params)
+    columns = {key: torch.from_numpy(events[key].astype(np.int64)) for key in 'xytp'}
+    signed = dict(columns, p=columns['p'] * 2 - 1)  # polarity as -1 / +1
+    forms = [
+        columns,
+        (columns['x'], columns['y'], columns['t'], columns['p']),
+        signed,
+        {key: events[key] for key in 'xytp'},
+        EventTensors.from_events(events, HEIGHT, WIDTH),
+    ]
+    want = rep(events, T0, T1, HEIGHT, WIDTH)
+    for form in forms:
+        assert torch.equal(rep(form, T0, T1, HEIGHT, WIDTH), want)
+
+
+def test_float_times():
+    events = random_events(10)
+    seconds = {key: events[key] for key in 'xyp'}
+    seconds['t'] = (events['t'] - T0).astype(np.float64) * 1e-9
+    for name, params in ALL_PARAMS:
+        rep = make_representation(name, **params)
+        got = rep(seconds, 0.0, SPAN * 1e-9, HEIGHT, WIDTH)
+        want = rep(events, T0, T1, HEIGHT, WIDTH)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    # Float bounds against integer epoch nanoseconds select exactly the events integer bounds do
+    # (a float32 comparison would lump together everything within ~100 s).
+    events['t'][3:6] = (T0 + 511, T0 + 512, T0 + 513)
+    by_float = window_events(events, float(T0 + 512), float(T1), HEIGHT, WIDTH)
+    by_int = window_events(events, T0 + 512, T1, HEIGHT, WIDTH)
+    assert by_float.t.min().item() == T0 + 512
+    assert torch.equal(by_float.t, by_int.t) and len(by_float) < len(window_events(
+        events, T0, T1, HEIGHT, WIDTH))
+
+
+def test_outputs_shape_dtype_range():
+    events = random_events(12, hot=True)
+    for name, params in ALL_PARAMS:
+        rep = make_representation(name, **params)
+        out = rep(events, T0, T1, HEIGHT, WIDTH)
+        assert out.shape == (rep.channels, HEIGHT, WIDTH) and out.dtype == torch.float32
+        if name == 'polarity_rgb':
+            assert out.min() >= 0 and out.max() <= 1
+        elif name == 'voxel_grid':
+            assert out.abs().max() > 0
+        else:
+            assert out.min() >= 0 and torch.equal(out, out.round())
+            if params.get('count_cutoff', 10 if name == 'stacked_histogram' else None):
+                assert out.max() <= params.get('count_cutoff', 10)
+
+
+# --- interface --------------------------------------------------------------------------------
+
+
+def test_registry_and_params_round_trip():
+    assert representation_names() == ['histogram', 'polarity_rgb', 'stacked_histogram',
+                                      'voxel_grid']
+    for name, params in ALL_PARAMS:
+        rep = make_representation(name, **params)
+        config = json.loads(json.dumps(rep.params()))
+        assert config['name'] == name
+        assert make_representation(**config) == rep
+    with pytest.raises(ValueError, match='unknown representation'):
+        make_representation('time_surface')
+    with pytest.raises(ValueError):
+        make_representation('voxel_grid', bins=0)
+    with pytest.raises(ValueError):
+        make_representation('stacked_histogram', channel_order='bins_first')
+    with pytest.raises(ValueError):
+        make_representation('polarity_rgb', percentile=120)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_render_batch(device):
+    rep = make_representation('polarity_rgb')
+    windows = [(random_events(seed), T0, T1) for seed in range(3)]
+    batch = render_batch(rep, windows, HEIGHT, WIDTH, device=device)
+    assert batch.shape == (3, 3, HEIGHT, WIDTH) and batch.device.type == device
+    for image, (events, t0, t1) in zip(batch, windows):
+        assert torch.equal(image.cpu(), rep(events, t0, t1, HEIGHT, WIDTH))
+    padded = render_batch(rep, windows, HEIGHT, WIDTH, size=(14, 28), mode='pad')
+    assert padded.shape == (3, 3, 14, 28) and padded[..., HEIGHT:, :].eq(1).all()
+    assert render_batch(rep, [], HEIGHT, WIDTH, size=14).shape == (0, 3, 14, 14)
+
+
+def test_fit_to_input_modes():
+    image = torch.arange(2 * 4 * 6, dtype=torch.float32).view(2, 4, 6)
+    resized = fit_to_input(image, (8, 12))
+    assert resized.shape == (2, 8, 12)
+    constant = fit_to_input(torch.full((3, 10, 10), 0.25), (7, 5))
+    torch.testing.assert_close(constant, torch.full((3, 7, 5), 0.25))
+    assert torch.equal(fit_to_input(image, (4, 6)), image)
+    # Centre crop, and centred padding where the input is smaller.
+    assert torch.equal(fit_to_input(image, (2, 2), mode='crop'), image[:, 1:3, 2:4])
+    grown = fit_to_input(image, (6, 6), mode='crop', fill=-1)
+    assert torch.equal(grown[:, 1:5], image) and grown[:, [0, 5]].eq(-1).all()
+    # Top-left anchored padding and cutting.
+    padded = fit_to_input(image, (5, 9), mode='pad', fill=1.0)
+    assert torch.equal(padded[:, :4, :6], image)
+    assert padded[:, 4:].eq(1).all() and padded[:, :, 6:].eq(1).all()
+    assert torch.equal(fit_to_input(image, (3, 5), mode='pad'), image[:, :3, :5])
+    batch = fit_to_input(image[None].repeat(2, 1, 1, 1), 14)
+    assert batch.shape == (2, 2, 14, 14)
+    with pytest.raises(ValueError):
+        fit_to_input(image, (4, 4), mode='stretch')
+
+
+def test_round_to_patch():
+    assert round_to_patch((480, 640)) == (476, 644)
+    assert round_to_patch((480, 640), rounding='down') == (476, 630)
+    assert round_to_patch((480, 640), rounding='up') == (490, 644)
+    assert round_to_patch(224) == (224, 224)
+    assert round_to_patch(21) == (28, 28)  # halves round up
+    assert round_to_patch(3) == (14, 14)  # never below one patch
+    assert round_to_patch((720, 1280), patch_size=16) == (720, 1280)
+
+
+def test_gep_model_does_not_import_gep_ros():
+    package = Path(__file__).resolve().parents[1] / 'gep_model' / 'events'
+    for source in package.glob('*.py'):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or '']
+            else:
+                continue
+            assert not any(name.split('.')[0] == 'gep_ros' for name in names), source
