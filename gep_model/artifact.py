@@ -23,13 +23,14 @@ import torch
 from .classes import default_classes
 from .config import config_from_dict
 from .errors import ArtifactError
+from .events import make_representation
 from .model import GEPModel
 
 FORMAT = 'gep-model'
 FORMAT_VERSION = 1
 WEIGHTS = 'model.safetensors'
 META = 'model.json'
-DEFAULT_REPRESENTATION = {'name': 'polarity_rgb', 'percentile': 90.0}
+DEFAULT_REPRESENTATION = {'name': 'polarity_rgb', 'percentile': 90.0}  # GEP's rendering
 DEFAULT_WINDOW = {'align': 'image', 'duration_ms': 50.0, 'rate_hz': 20.0}
 
 
@@ -62,16 +63,18 @@ def save_artifact(model, folder, representation=None, window=None, class_names=N
     """Write `model` as an artifact folder (created; an existing one is replaced atomically)."""
     folder = Path(folder)
     cfg = model.config
-    if cfg.encoder.in_chans != _representation_channels(representation or DEFAULT_REPRESENTATION):
-        raise ArtifactError(f'{folder}: the encoder takes {cfg.encoder.in_chans} channels, the '
-                            f'representation {representation} makes another number')
+    representation = representation_of(representation or DEFAULT_REPRESENTATION,
+                                       f'{folder}: ')
+    if cfg.encoder.in_chans != representation.channels:
+        raise ArtifactError(f'{folder}: the encoder takes {cfg.encoder.in_chans} channels, '
+                            f'{representation.params()} makes {representation.channels}')
     names, colours = default_classes(cfg.heads.num_classes)
     meta = {
         'format': FORMAT,
         'format_version': FORMAT_VERSION,
         'variant': cfg.variant,
         'config': cfg.to_dict(),
-        'representation': representation or dict(DEFAULT_REPRESENTATION),
+        'representation': representation.params(),
         'window': window or dict(DEFAULT_WINDOW),
         'input_size': list(cfg.input_size),
         'class_names': list(class_names or cfg.heads.class_names or names),
@@ -103,15 +106,13 @@ def save_artifact(model, folder, representation=None, window=None, class_names=N
     return folder
 
 
-def _representation_channels(rep):
-    channels = {'polarity_rgb': 3, 'histogram': 2}
-    if rep['name'] in channels:
-        return channels[rep['name']]
-    if rep['name'] == 'voxel_grid':
-        return int(rep.get('bins', 5))
-    if rep['name'] == 'stacked_histogram':
-        return 2 * int(rep.get('bins', 10))
-    raise ArtifactError(f'unknown representation {rep["name"]!r}')
+def representation_of(meta_or_params, where=''):
+    """Build the event representation an artifact names (its `representation` entry)."""
+    params = meta_or_params.get('representation', meta_or_params)
+    try:
+        return make_representation(**params)
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f'{where}representation {params}: {exc}') from None
 
 
 def read_meta(folder):
@@ -166,6 +167,11 @@ def load_artifact(folder, device='cpu'):
                                 f'{tuple(value.shape)}, the config needs {want}')
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise ArtifactError(f'{folder / WEIGHTS}: tensor {name} has non-finite values')
+    representation = representation_of(meta, f'{folder / META}: ')
+    if representation.channels != config.encoder.in_chans:
+        raise ArtifactError(f'{folder / META}: {representation.params()} makes '
+                            f'{representation.channels} channels, the encoder takes '
+                            f'{config.encoder.in_chans}')
     model.load_state_dict(tensors, strict=True)
     return Artifact(model.to(device).eval(), meta, folder)
 

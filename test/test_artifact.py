@@ -112,3 +112,16 @@ def test_cli_init_and_info(tmp_path, capsys):
     assert main(['model', 'info', str(tmp_path / 'missing')]) == 2
     err = capsys.readouterr().err
     assert "unknown model variant 'nope'" in err and 'no such artifact folder' in err
+
+
+def test_representation_must_fit_the_encoder(saved, tmp_path):
+    model, folder = saved
+    with pytest.raises(ArtifactError, match='the encoder takes 3 channels'):
+        save_artifact(model, tmp_path / 'x', representation={'name': 'voxel_grid', 'bins': 5})
+    copy = copy_of(folder, tmp_path)
+    edit_meta(copy, representation={'name': 'histogram'})
+    with pytest.raises(ArtifactError, match='makes 2 channels'):
+        load_artifact(copy)
+    edit_meta(copy, representation={'name': 'sparkles'})
+    with pytest.raises(ArtifactError, match="unknown representation 'sparkles'"):
+        load_artifact(copy)
