@@ -32,6 +32,7 @@ demo: setup
 
 bench: setup
 	$(GEP) bench wire --json $(OUT)/bench/wire.json
+	$(GEP) bench model --json $(OUT)/bench/model.json
 
 clean:
 	rm -rf $(OUT) build install log .pytest_cache .hypothesis *.egg-info

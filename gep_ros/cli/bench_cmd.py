@@ -11,9 +11,21 @@ def register(sub):
     wire.add_argument('--json', type=Path, help='write the rows to this JSON file')
     wire.add_argument('--quick', action='store_true', help='fewer repetitions')
     wire.set_defaults(func=cmd_wire)
+    model = cmds.add_parser('model', help='model step latency per backend, against eager CPU')
+    model.add_argument('--json', type=Path, help='write the rows to this JSON file')
+    model.add_argument('--quick', action='store_true', help='fewer repetitions')
+    model.add_argument('--variants', nargs='+', default=['gep_tiny', 'gep_small'])
+    model.set_defaults(func=cmd_model)
 
 
 def cmd_wire(args):
     from ..bench import wire
     wire.run(args.json, quick=args.quick, command=' '.join(['gep'] + sys.argv[1:]))
+    return 0
+
+
+def cmd_model(args):
+    from ..bench import model
+    model.run(args.json, quick=args.quick, variants=args.variants,
+              command=' '.join(['gep'] + sys.argv[1:]))
     return 0
