@@ -129,3 +129,11 @@ def test_cuda_runtime_matches_cpu(artifact):
     cpu = make_runtime(artifact, 'cpu', max_batch=4)
     for a, b in zip(cuda.infer(events, streams=[0, 0, 1]), cpu.infer(events, streams=[0, 0, 1])):
         np.testing.assert_allclose(a.depth, b.depth, rtol=1e-3, atol=1e-3)
+
+
+def test_cpu_runtime_with_torch_compile_matches_eager(artifact):
+    events = windows(2, seed=11)
+    compiled = make_runtime(artifact, 'cpu', compile_step=True)
+    eager = make_runtime(artifact, 'cpu')
+    for a, b in zip(compiled.infer(events, streams=[0, 1]), eager.infer(events, streams=[0, 1])):
+        np.testing.assert_allclose(a.depth, b.depth, rtol=1e-4, atol=1e-4)
