@@ -40,6 +40,11 @@ def register(sub):
     sample.set_defaults(func=cmd_sample)
 
 
+# Messages handed to EventStream.decode_batch at a time: small EVT3 packets decode several
+# times faster in batches.
+BATCH = 64
+
+
 def decode_topic(reader, topic, clock='ros'):
     """Decode every message of an event topic; corrupt messages are skipped and counted.
 
@@ -47,19 +52,29 @@ def decode_topic(reader, topic, clock='ros'):
     """
     msgtype = reader.topics[topic].msgtype
     stream = EventStream(msgtype, clock)
-    events, triggers, sensor = [], [], None
+    events, triggers, batch = [], [], []
+    sensor = None
+
+    def flush():
+        nonlocal sensor
+        for out in stream.decode_batch(batch):
+            if isinstance(out, WireError):
+                continue  # counted by the stream
+            events.append(out.events)
+            if len(out.triggers):
+                triggers.append(out.triggers)
+            sensor = (out.width, out.height)
+        batch.clear()
+
     for msg in reader.messages([topic]):
         if msg.error:
+            flush()  # rejections are counted in message order
             stream.stats.reject(msg.error[:120])
             continue
-        try:
-            out = stream.decode(msg.data)
-        except WireError:
-            continue  # counted by the stream
-        events.append(out.events)
-        if len(out.triggers):
-            triggers.append(out.triggers)
-        sensor = (out.width, out.height)
+        batch.append(msg.data)
+        if len(batch) == BATCH:
+            flush()
+    flush()
     trig = np.concatenate(triggers) if triggers else np.empty(0, TRIGGER_DTYPE)
     return concat_events(events), trig, stream, sensor
 

@@ -22,6 +22,11 @@ rollover count is a cumulative sum over TIME_HIGH words, and ADDR_X is treated a
 vector so that ADDR_X, VECT_12 and VECT_8 words expand together through one bit matrix,
 keeping word and bit order. (Boolean-mask indexing, np.nonzero on 2-D arrays, searchsorted
 and maximum.accumulate were each several times slower here than flatnonzero + take.)
+
+A call costs some 40 numpy calls whatever its size, about 60 us, which dominates packets of
+a few hundred events. `decode_run` therefore decodes the concatenated words of consecutive
+packets in one call once the clock is valid (a packet boundary then changes nothing) and
+reports where each packet's events and triggers start and its first sensor time.
 """
 
 from dataclasses import dataclass
@@ -45,6 +50,9 @@ EXT_TRIGGER = 0xA
 OTHERS = 0xE
 CONTINUED_12 = 0xF
 
+# Word types as bits: those a packet must not contain, and those of the vector words.
+_UNSUPPORTED = (1 << 0x1) | (1 << 0x9) | (1 << 0xB) | (1 << 0xC) | (1 << 0xD)
+_VECTOR_WORDS = (1 << VECT_BASE_X) | (1 << VECT_12) | (1 << VECT_8)
 # How far base x advances after a vector word, by word type.
 _ADVANCE = np.zeros(16, np.uint16)
 _ADVANCE[VECT_12] = 12
@@ -115,25 +123,39 @@ def _clock(codes, words, state, rollover):
     """Time after every TIME_LOW / TIME_HIGH word.
 
     Returns (is_time, tw, is_high, high_after, low_after): the (W,) mask and (K,) indices of
-    the time words, which of them are TIME_HIGH, and the high part (rollover included) and
-    the low part of the clock after each, (K,) int64.
+    the time words, which of them are TIME_HIGH, and the high part (rollover included, (K,)
+    int64) and the low part ((K,) uint16) of the clock after each. The 12-bit payloads stay
+    16-bit until they are placed: the fewer bytes the temporaries take, the faster.
     """
-    is_time = (codes == TIME_LOW) | (codes == TIME_HIGH)
+    is_time = codes == TIME_LOW
+    is_time |= codes == TIME_HIGH
     tw = np.flatnonzero(is_time)
     tword = words[tw]
-    value = (tword & 0xFFF).astype(np.int64)
     is_high = tword >= TIME_HIGH << 12
-    high = _pick(value, is_high)
+    high = _pick(tword, is_high) & np.uint16(0xFFF)
+    wide = high.astype(np.int64) << 12
     if rollover:
-        previous = _with_first((state.time_high >> 12) & 0xFFF, high[:-1])
-        wraps = np.cumsum((previous - high) > ROLLOVER_TOLERANCE)
-        highs = ((state.time_high >> 24) + wraps) << 24 | (high << 12)
-    else:
-        highs = high << 12
-    high_after = _with_first(state.time_high, highs)[np.cumsum(is_high, dtype=np.int32)]
-    lows = _pick(value, ~is_high)
-    low_after = _with_first(state.time_low, lows)[np.cumsum(~is_high, dtype=np.int32)]
+        previous = _with_first((state.time_high >> 12) & 0xFFF, high[:-1], np.int16)
+        previous = previous[:high.size]  # one element too many when there is no TIME_HIGH
+        previous -= high.view(np.int16)  # payloads are 12-bit: no overflow
+        wraps = np.cumsum(previous > ROLLOVER_TOLERANCE)
+        wraps += state.time_high >> 24
+        wraps <<= 24
+        wide |= wraps
+    high_after = _with_first(state.time_high, wide)[np.cumsum(is_high, dtype=np.int32)]
+    is_low = ~is_high
+    lows = _pick(tword, is_low) & np.uint16(0xFFF)
+    low_after = _with_first(state.time_low, lows, np.uint16)[np.cumsum(is_low, dtype=np.int32)]
     return is_time, tw, is_high, high_after, low_after
+
+
+def _times_ns(all_us, index, time_offset_us):
+    """Return the times in ns at these indices into `all_us` (int64 arithmetic, wrapping)."""
+    t = all_us[index]
+    if time_offset_us:
+        t += time_offset_us
+    t *= NS_PER_US
+    return t
 
 
 def _first_valid(is_high):
@@ -163,15 +185,17 @@ def _vector_bases(code, payload, state):
     return base_x, polarity, int(base_x[-1] + advance[-1]) & 0xFFFF, int(polarity[-1])
 
 
-def _expand(code, payload, y_at, t_at, state, width, height):
-    """CD events of the X-related words; returns (events, base_x and polarity after).
+def _expand(code, payload, y_at, t_at, state, width, height, vectors, source=False):
+    """CD events of the X-related words; returns (events, base_x and polarity after, source).
 
     `code` / `payload` ((M,) uint16) are the words of types 2..5, `y_at` / `t_at` the row and
-    time (ns) in effect at each.
+    time (ns) in effect at each; `vectors` is false when all of them are ADDR_X. With
+    `source`, `source` is each event's index into those M words (non-decreasing), or None
+    where that is the identity; without, None.
     """
     new_base, new_pol = state.base_x, state.polarity
-    vectors = code != ADDR_X
-    if vectors.any():
+    src = None
+    if vectors:
         base_x, vect_pol, new_base, new_pol = _vector_bases(code, payload, state)
         # ADDR_X is a 1-bit vector at its own x with its own polarity.
         emit = np.flatnonzero((code != VECT_BASE_X) & (y_at < height))
@@ -186,23 +210,29 @@ def _expand(code, payload, y_at, t_at, state, width, height):
         row = hit >> 4
         x = x0[row] + (hit & 15).astype(np.uint16)  # the reference adds in uint16
         y_at, t_at, pol = y_at[row], t_at[row], pol[row]
+        if source:
+            src = emit[row]
     else:
         emit = y_at < height
         if not emit.all():
             emit = np.flatnonzero(emit)
             payload, y_at, t_at = payload[emit], y_at[emit], t_at[emit]
-        x = payload & 0x7FF
+            if source:
+                src = emit
+        x = payload & np.uint16(0x7FF)
         pol = (payload >> 11).astype(np.uint8)
     keep = x < width
     if not keep.all():
         keep = np.flatnonzero(keep)
         x, y_at, t_at, pol = x[keep], y_at[keep], t_at[keep], pol[keep]
+        if source:
+            src = keep if src is None else src[keep]
     out = np.empty(x.size, EVENT_DTYPE)
     out['x'] = x
     out['y'] = y_at
     out['t'] = t_at
     out['p'] = pol
-    return out, new_base, new_pol
+    return out, new_base, new_pol, src
 
 
 def decode_words(words, state, width, height, until_ns=None, *, rollover=True,
@@ -215,11 +245,55 @@ def decode_words(words, state, width, height, until_ns=None, *, rollover=True,
     wraps and starts at the message's time base. `msgtype` / `offset` (byte offset of the
     first word in the message) name the place of an unsupported word in the WireError.
     """
+    return _decode(words, state, width, height, until_ns, rollover, time_offset_us, msgtype,
+                   offset, None)[0]
+
+
+@dataclass
+class Evt3Run:
+    """What one call of `decode_run` produced: the whole run's result and where packets start.
+
+    Packet k's events are `result.events[events_at[k]:events_at[k + 1]]`, its triggers
+    likewise, and `start_time_us[k]` (extended microseconds, without `time_offset_us`) is the
+    clock in effect at its first word, i.e. its first sensor time.
+    """
+
+    result: Evt3Result
+    events_at: np.ndarray  # (P + 1,) int64, events decoded from the words before each bound
+    triggers_at: np.ndarray  # (P + 1,) int64, triggers likewise
+    start_time_us: np.ndarray  # (P,) int64
+
+
+def decode_run(words, bounds, state, width, height, *, rollover=True, time_offset_us=0,
+               msgtype='evt3', offset=0):
+    """Decode the concatenated words of consecutive packets in one call; see `Evt3Run`.
+
+    `bounds` ((P + 1,) word offsets, 0 first and `words.size` last) are where the packets
+    start. Decoding packet after packet with `decode_words` gives the same events, triggers
+    and state provided the clock is already valid (`state.valid`): only then does no packet
+    have its own first valid time, so that a packet boundary changes nothing.
+    """
+    if not state.valid:
+        raise ValueError('decode_run needs a valid clock; decode packet by packet until then')
+    bounds = np.asarray(bounds, np.int64)
+    if bounds.size < 1 or bounds[0] != 0 or bounds[-1] != np.size(words) \
+            or np.any(np.diff(bounds) < 0):
+        raise ValueError('bounds must rise from 0 to the number of words')
+    return _decode(words, state, width, height, None, rollover, time_offset_us, msgtype,
+                   offset, bounds)[1]
+
+
+def _decode(words, state, width, height, until_ns, rollover, time_offset_us, msgtype, offset,
+            bounds):
+    """`decode_words`, and with `bounds` (valid clock, no time limit) also `decode_run`.
+
+    Returns (Evt3Result, Evt3Run or None).
+    """
     words = np.asarray(words, dtype='<u2')
     n = words.size
     state_ns = (state.time_us + time_offset_us) * NS_PER_US
     if until_ns is not None and state.valid and state_ns >= until_ns:
-        return _empty_result(state, state_ns, state_ns)
+        return _empty_result(state, state_ns, state_ns), None
 
     codes = words >> 12
     is_time, tw, is_high, high_after, low_after = _clock(codes, words, state, rollover)
@@ -243,38 +317,47 @@ def decode_words(words, state, width, height, until_ns=None, *, rollover=True,
 
     seg = words[start:stop]
     seg_codes = codes[start:stop]
-    bad = (seg_codes == 0x1) | (seg_codes == 0x9) | ((seg_codes - np.uint16(0xB)) <= 2)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+    # Which word types occur, as bits of one integer: one pass finds unsupported words and
+    # tells which of the work below is needed.
+    present = int(np.bitwise_or.reduce(np.left_shift(np.uint16(1), seg_codes)))
+    if present & _UNSUPPORTED:
+        bad = np.flatnonzero((np.uint16(1) << seg_codes) & np.uint16(_UNSUPPORTED))
+        i = int(bad[0])
         raise WireError(msgtype, 'events', offset + 2 * (start + i),
                         f'unsupported EVT3 word type 0x{int(seg_codes[i]):X}')
 
     # Row and time in effect at each emitting word come from the count of setter words
     # before it, an index into the setters' values with the state's value at 0.
     times_before = np.cumsum(is_time[start:stop], dtype=np.int32)
-    times_before += np.count_nonzero(is_time[:start])
-    times_ns = (_with_first(state.time_us, time_after) + time_offset_us) * NS_PER_US
+    if start:
+        times_before += np.count_nonzero(is_time[:start])
+    all_us = _with_first(state.time_us, time_after)
     is_row = seg_codes == ADDR_Y
-    rows = _with_first(state.y, _pick(seg, is_row) & 0x7FF, np.uint16)
+    rows = _with_first(state.y, _pick(seg, is_row) & np.uint16(0x7FF), np.uint16)
     new_y = int(rows[-1])
 
     x_words = np.flatnonzero((seg_codes - np.uint16(ADDR_X)) <= VECT_8 - ADDR_X)
     new_base, new_pol = state.base_x, state.polarity
+    split = bounds is not None
+    source = None  # each event's index into x_words; None: the identity
     if x_words.size:
         xw = seg[x_words]
         y_at = rows[np.cumsum(is_row, dtype=np.int32)[x_words]]
-        t_at = times_ns[times_before[x_words]]
-        events, new_base, new_pol = _expand(xw >> 12, xw & 0xFFF, y_at, t_at, state,
-                                            width, height)
+        t_at = _times_ns(all_us, times_before[x_words], time_offset_us)
+        events, new_base, new_pol, source = _expand(
+            xw >> 12, xw & np.uint16(0xFFF), y_at, t_at, state, width, height,
+            present & _VECTOR_WORDS, split)
     else:
         events = np.empty(0, EVENT_DTYPE)
-    trig_words = np.flatnonzero(seg_codes == EXT_TRIGGER)
-    triggers = np.empty(trig_words.size, TRIGGER_DTYPE)
-    if trig_words.size:
+    if present & 1 << EXT_TRIGGER:
+        trig_words = np.flatnonzero(seg_codes == EXT_TRIGGER)
         payload = seg[trig_words]
-        triggers['t'] = times_ns[times_before[trig_words]]
+        triggers = np.empty(trig_words.size, TRIGGER_DTYPE)
+        triggers['t'] = _times_ns(all_us, times_before[trig_words], time_offset_us)
         triggers['p'] = payload & 1
         triggers['id'] = (payload >> 8) & 0xF
+    else:
+        trig_words, triggers = np.empty(0, np.intp), np.empty(0, TRIGGER_DTYPE)
 
     if last_time >= 0:
         time_high, time_low = int(high_after[last_time]), int(low_after[last_time])
@@ -282,7 +365,16 @@ def decode_words(words, state, width, height, until_ns=None, *, rollover=True,
         time_high, time_low = state.time_high, state.time_low
     new_state = Evt3State(new_y, time_low, time_high, new_pol, new_base, valid)
     first_ns = None if first_us is None else (first_us + time_offset_us) * NS_PER_US
-    return Evt3Result(events, triggers, new_state, stop, first_ns, next_ns)
+    result = Evt3Result(events, triggers, new_state, stop, first_ns, next_ns)
+    if not split:
+        return result, None
+    # The words are all decoded (start 0, no limit): count what came before each bound.
+    events_at = np.searchsorted(x_words, bounds)
+    if source is not None:
+        events_at = np.searchsorted(source, events_at)
+    triggers_at = np.searchsorted(trig_words, bounds)
+    start_us = all_us[np.searchsorted(tw, bounds[:-1])]
+    return result, Evt3Run(result, events_at, triggers_at, start_us)
 
 
 def reference_decode(words, state, width, height, until_ns=None):
