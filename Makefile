@@ -11,8 +11,9 @@ export HF_HUB_OFFLINE := 1
 
 setup: $(STAMP)
 
-# Reinstalls only when the pins or the package metadata change.
-$(STAMP): requirements.txt requirements-dev.txt setup.py
+# Reinstalls only when the pins, the package metadata or the set of top-level packages
+# change (an editable install maps the packages it saw at install time).
+$(STAMP): requirements.txt requirements-dev.txt setup.py $(wildcard */__init__.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .

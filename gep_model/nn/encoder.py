@@ -11,6 +11,9 @@ from timm.models.vision_transformer import VisionTransformer
 import torch
 from torch import nn
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 def build_vit(cfg, input_size):
     """Build the timm ViT described by an EncoderConfig (never downloads weights)."""
@@ -34,6 +37,13 @@ class ViTEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.adapter = nn.Conv2d(cfg.in_chans, 3, 1) if cfg.in_chans != 3 else nn.Identity()
+        # RGB-like inputs in [0, 1] (frames, GEP's event image) get the ImageNet statistics the
+        # DINOv2 teacher was trained with; other representations meet a learned adapter.
+        rgb = cfg.in_chans == 3
+        self.register_buffer('mean', torch.tensor(IMAGENET_MEAN if rgb else (0.0,) * 3)
+                             .view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(IMAGENET_STD if rgb else (1.0,) * 3)
+                             .view(1, 3, 1, 1), persistent=False)
         self.vit = build_vit(cfg, input_size)
         self.num_prefix_tokens = self.vit.num_prefix_tokens
         if max(cfg.feature_blocks) >= cfg.depth:
@@ -44,14 +54,14 @@ class ViTEncoder(nn.Module):
 
         P prefix tokens (class token and registers) come first, then N = h * w patch tokens.
         """
-        x = self.adapter(x)
+        x = (self.adapter(x) - self.mean) / self.std
         tokens, features = self.vit.forward_intermediates(
             x, indices=list(self.cfg.feature_blocks), norm=False, output_fmt='NCHW')
         return tokens, features
 
     def patch_embed(self, x):
         """Return the patch embeddings (B, N, D), the stage-1 loss's second target."""
-        return self.vit.patch_embed(self.adapter(x))
+        return self.vit.patch_embed((self.adapter(x) - self.mean) / self.std)
 
     def load_teacher(self, state_dict):
         """Load teacher ViT weights (a timm state dict) into the ViT; return missing keys."""
