@@ -121,3 +121,9 @@ def test_mutated_messages_decode_or_raise_wire_error(flips, cut):
     except WireError:
         return
     assert len(msg.events) <= 20  # a lying length can never yield more events than bytes
+
+
+def test_allocator_keeps_freed_memory_for_large_messages():
+    from gep_ros.memory import retain_freed_memory
+    assert retain_freed_memory() is True  # glibc: what `gep` and the node do at start
+    assert retain_freed_memory() is True  # idempotent

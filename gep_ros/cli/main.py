@@ -11,6 +11,7 @@ from gep_model.errors import ArtifactError
 
 from . import bag_cmd, bench_cmd, model_cmd, UsageError
 from ..bag import BagError
+from ..memory import retain_freed_memory
 from ..wire.cdr import WireError
 
 USER_ERRORS = (UsageError, BagError, WireError, ArtifactError, FileNotFoundError,
@@ -28,6 +29,7 @@ def build_parser():
 
 
 def main(argv=None):
+    retain_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
