@@ -1,0 +1,89 @@
+"""Perception outputs as ROS messages: depth, class labels, a colour overlay, a point cloud.
+
+All outputs carry the header of the input they answer (stamp and frame_id) and the input's
+resolution: the model runs at its own input size, and its outputs are resized back here
+(bilinear for depth, nearest for labels). Depth follows REP 118: 32FC1 in metres, NaN where
+there is no valid estimate.
+"""
+
+import cv2
+import numpy as np
+
+from .wire.image import encode_image
+from .wire.pointcloud import encode_pointcloud2
+
+OUTPUTS = {
+    'depth': ('depth/image', 'sensor_msgs/msg/Image'),
+    'segmentation': ('segmentation/labels', 'sensor_msgs/msg/Image'),
+    'color': ('segmentation/color', 'sensor_msgs/msg/Image'),
+    'points': ('depth/points', 'sensor_msgs/msg/PointCloud2'),
+}
+
+
+def resize_depth(depth, size):
+    """Return depth (h, w) float32 resized to size (H, W); non-finite becomes NaN."""
+    h, w = size
+    if depth.shape != (h, w):
+        depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_LINEAR)
+    out = np.array(depth, np.float32)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def resize_labels(labels, size):
+    """Return labels (h, w) uint8 resized to size (H, W) by nearest neighbour."""
+    h, w = size
+    if labels.shape == (h, w):
+        return labels
+    return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def overlay(labels, palette, frame_rgb=None, alpha=0.5):
+    """Return (H, W, 3) uint8: the palette colours of `labels`, blended over the frame."""
+    colours = palette[np.minimum(labels, len(palette) - 1)]
+    if frame_rgb is None:
+        return colours
+    frame = frame_rgb if frame_rgb.shape[:2] == labels.shape else cv2.resize(
+        frame_rgb, labels.shape[::-1], interpolation=cv2.INTER_AREA)
+    return cv2.addWeighted(colours, alpha, frame, 1 - alpha, 0)
+
+
+def backproject(depth, k, stride=4):
+    """Return (N, 3) float32 points and their (N,) pixel indices from depth and intrinsics.
+
+    k: 3x3 camera matrix. Pixels with NaN depth are left out; `stride` subsamples both
+    image axes to bound the cloud's size.
+    """
+    h, w = depth.shape
+    vs, us = np.mgrid[0:h:stride, 0:w:stride]
+    z = depth[vs, us]
+    ok = np.isfinite(z)
+    us, vs, z = us[ok], vs[ok], z[ok]
+    x = (us - k[0, 2]) * z / k[0, 0]
+    y = (vs - k[1, 2]) * z / k[1, 1]
+    return np.stack([x, y, z], axis=1).astype(np.float32), vs * w + us
+
+
+def encode_outputs(enabled, topics, header, depth=None, labels=None, palette=None,
+                   frame_rgb=None, camera_k=None, stride=4):
+    """Encode the enabled outputs; return [(topic, bytes)] in a fixed order.
+
+    enabled: set of output names (keys of OUTPUTS); topics: name -> topic.
+    """
+    out = []
+    if 'depth' in enabled and depth is not None:
+        out.append((topics['depth'], encode_image(header, depth, '32FC1')))
+    if 'segmentation' in enabled and labels is not None:
+        out.append((topics['segmentation'], encode_image(header, labels, 'mono8')))
+    if 'color' in enabled and labels is not None:
+        out.append((topics['color'], encode_image(header, overlay(labels, palette, frame_rgb),
+                                                  'rgb8')))
+    if 'points' in enabled and depth is not None and camera_k is not None:
+        xyz, idx = backproject(depth, camera_k, stride)
+        rgb = point_labels = None
+        if labels is not None:
+            point_labels = labels.reshape(-1)[idx]
+            rgb = palette[np.minimum(point_labels, len(palette) - 1)]
+        out.append((topics['points'], encode_pointcloud2(header, xyz, rgb=rgb,
+                                                         labels=point_labels)))
+    return out

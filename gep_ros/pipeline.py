@@ -1,0 +1,370 @@
+"""The whole perception loop without ROS: message bytes in, output message bytes out.
+
+`Pipeline.feed(topic, cdr_bytes, receive_time_ns)` takes every subscribed message, as the
+node's raw subscriptions and bag replay deliver them. Per camera it decodes events into a
+bounded buffer and cuts windows: ending at each frame's stamp (image mode) or at a fixed
+rate on the event clock (rate mode). Windows go through a bounded queue to one worker
+thread, which batches them (up to `max_batch`, waiting at most `max_wait_ms`), renders
+their event representation, runs the model runtime and publishes depth, labels, a colour
+overlay and optionally a point cloud through `publish(topic, cdr_bytes)`, each output
+carrying the header of the input it answers.
+
+`feed` never waits for the model: a full queue drops its oldest window (counted), unless
+`block_when_full` is set (replay, which wants every window). Bad messages are rejected and
+counted by reason; a camera whose time jumps backwards (a looping bag, a restarted driver)
+is reset, temporal state included, and nothing stamped before the jump is published after
+it.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+import logging
+import threading
+import time
+
+import numpy as np
+import torch
+
+from gep_model.artifact import representation_of
+from gep_model.events import fit_to_input
+
+from .event_buffer import EventBuffer
+from .outputs import encode_outputs, OUTPUTS, resize_depth, resize_labels
+from .stats import PipelineStats
+from .wire.cdr import WireError
+from .wire.image import CAMERA_INFO, decode_camera_info, decode_image, IMAGE, image_to_rgb
+from .wire.std import Header
+from .wire.stream import EventStream
+
+log = logging.getLogger('gep_ros.pipeline')
+MS = 1_000_000
+
+
+@dataclass
+class WindowJob:
+    """A window ready for inference."""
+
+    camera: str
+    epoch: int
+    header: Header  # copied onto every output
+    t0: int
+    t1: int
+    events: np.ndarray  # EVENT_DTYPE, t in [t0, t1]
+    sensor: tuple  # (height, width) of the event sensor
+    image: object = None  # decoded Image or None
+    fed: float = 0.0  # perf_counter() when the message completing the window was fed
+
+
+class Camera:
+    """Per-camera state: decoder, event buffer, frames waiting for their events."""
+
+    def __init__(self, params, values, clock='ros'):
+        self.params = params
+        self.stream = EventStream(params.events_msgtype, clock)
+        self.buffer = EventBuffer(values['buffer.max_events'], int(values['buffer.keep_ms'] * MS),
+                                  int(values['buffer.reorder_ms'] * MS))
+        mode = values['window.mode']
+        self.mode = ('image' if params.image_topic else 'rate') if mode == 'auto' else mode
+        self.sensor = None
+        self.frame_id = ''
+        self.camera_k = None
+        self.epoch = 0
+        self.pending = deque()  # (header, image, receive_ns, fed)
+        self.next_end = None
+        self.last_stamp = None
+
+    def reset(self):
+        self.stream.reset()
+        self.buffer.reset()
+        self.pending.clear()
+        self.next_end = None
+        self.last_stamp = None
+        self.epoch += 1
+
+
+class Pipeline:
+    """See the module docstring. `runtime` is a gep_model runtime built from an artifact."""
+
+    def __init__(self, params, runtime, publish, block_when_full=False, clock='ros'):
+        self.params = params
+        self.values = params.values
+        self.runtime = runtime
+        self.publish = publish
+        self.block_when_full = block_when_full
+        self.stats = PipelineStats()
+        meta = runtime.artifact.meta
+        self.representation = representation_of(meta)
+        self.input_size = tuple(runtime.model.config.input_size)
+        self.palette = np.asarray(meta['palette'], np.uint8)
+        self.enabled = {name for name in OUTPUTS if self.values[f'outputs.{name}']}
+        self.cameras = {c.name: Camera(c, self.values, clock) for c in params.cameras}
+        self.routes = {}  # topic -> (camera, kind)
+        for cam in params.cameras:
+            for kind, topic in (('events', cam.events_topic), ('image', cam.image_topic),
+                                ('camera_info', cam.camera_info_topic)):
+                if topic:
+                    if topic in self.routes:
+                        raise ValueError(f'topic {topic} is configured twice')
+                    self.routes[topic] = (cam.name, kind)
+        self.lock = threading.Lock()
+        self.queue = deque()
+        self.ready = threading.Condition()
+        self.busy = False
+        self.closed = False
+        self.error = None
+        self.worker = threading.Thread(target=self._work, name='gep-inference', daemon=True)
+        self.worker.start()
+
+    # -- topics -------------------------------------------------------------------------
+    def subscriptions(self):
+        """Return [(topic, msgtype)] the pipeline consumes."""
+        types = {'image': IMAGE, 'camera_info': CAMERA_INFO}
+        return [(topic, self.cameras[cam].params.events_msgtype if kind == 'events'
+                 else types[kind]) for topic, (cam, kind) in self.routes.items()]
+
+    def output_topics(self):
+        """Return {topic: msgtype} of everything the pipeline may publish."""
+        return {c.params.output_topic(OUTPUTS[name][0]): OUTPUTS[name][1]
+                for c in self.cameras.values() for name in sorted(self.enabled)}
+
+    # -- input --------------------------------------------------------------------------
+    def feed(self, topic, data, receive_time_ns):
+        """Take one serialized message; never raises on bad input (it is counted)."""
+        fed = time.perf_counter()
+        route = self.routes.get(topic)
+        if route is None:
+            self.stats.count('rejected', f'{topic}: not subscribed')
+            return
+        self.stats.message(topic, len(data), receive_time_ns)
+        camera = self.cameras[route[0]]
+        jobs = []
+        with self.lock:
+            try:
+                if route[1] == 'events':
+                    self._feed_events(camera, data, fed, jobs)
+                elif route[1] == 'image':
+                    self._feed_image(camera, data, receive_time_ns, fed, jobs)
+                else:
+                    camera.camera_k = decode_camera_info(data).k
+            except WireError as exc:
+                self.stats.count('rejected', f'{topic}: {exc.field}')
+                log.warning('rejected a message on %s: %s', topic, exc)
+            self._release_frames(camera, receive_time_ns, fed, jobs)
+        for job in jobs:
+            self._enqueue(job)
+
+    def _feed_events(self, camera, data, fed, jobs):
+        t = time.perf_counter()
+        out = camera.stream.decode(data)
+        events = out.events
+        if len(events):
+            jump = int(self.values['buffer.jump_back_ms'] * MS)
+            if camera.buffer.newest is not None and \
+                    int(events['t'].min()) < camera.buffer.newest - jump:
+                self._reset(camera)
+                out = camera.stream.decode(data)  # again, with fresh decoder state
+                events = out.events
+        self.stats.time('decode', (time.perf_counter() - t) * 1e3)
+        camera.sensor = (out.height, out.width)
+        camera.frame_id = out.header.frame_id
+        self.stats.count('events', camera.params.name, len(events))
+        camera.buffer.add(events)
+        if camera.mode == 'rate':
+            self._rate_windows(camera, fed, jobs)
+
+    def _feed_image(self, camera, data, receive_ns, fed, jobs):
+        t = time.perf_counter()
+        image = decode_image(data)
+        self.stats.time('decode', (time.perf_counter() - t) * 1e3)
+        stamp = image.header.stamp_ns
+        jump = int(self.values['buffer.jump_back_ms'] * MS)
+        if camera.last_stamp is not None and stamp < camera.last_stamp - jump:
+            self._reset(camera)
+        camera.last_stamp = stamp
+        if camera.mode == 'image':
+            camera.pending.append((image.header, image, receive_ns, fed))
+            limit = max(self.values['queue_size'], 1)
+            while len(camera.pending) > limit:
+                camera.pending.popleft()
+                self.stats.count('dropped', 'frame waited too long for events')
+
+    def _reset(self, camera):
+        camera.reset()
+        self.stats.count('resets', camera.params.name)
+        log.warning('%s: time jumped backwards; buffer and temporal state reset',
+                    camera.params.name)
+
+    def _release_frames(self, camera, receive_ns, fed, jobs, force=False):
+        """Cut the windows of frames whose events have arrived (or waited long enough)."""
+        max_lag = int(self.values['window.max_lag_ms'] * MS)
+        if force and camera.sensor is None and camera.pending:
+            self.stats.count('dropped', 'frame without any events', len(camera.pending))
+            camera.pending.clear()
+        while camera.pending and camera.sensor is not None:
+            header, image, frame_receive, frame_fed = camera.pending[0]
+            newest = camera.buffer.newest
+            arrived = newest is not None and newest >= header.stamp_ns
+            if not (arrived or force or receive_ns - frame_receive > max_lag):
+                break
+            camera.pending.popleft()
+            # End-to-end latency counts from the frame's arrival.
+            jobs.append(self._cut(camera, header, header.stamp_ns, image, frame_fed))
+
+    def _rate_windows(self, camera, fed, jobs):
+        newest = camera.buffer.newest
+        if newest is None:
+            return
+        period = int(1e9 / self.values['window.rate_hz'])
+        if camera.next_end is None:
+            camera.next_end = newest + period
+        due = []
+        while camera.next_end <= newest:
+            due.append(camera.next_end)
+            camera.next_end += period
+        skip = len(due) - self.values['queue_size']
+        if skip > 0:
+            self.stats.count('dropped', 'rate windows behind the event clock', skip)
+            due = due[skip:]
+        for end in due:
+            jobs.append(self._cut(camera, Header(end, camera.frame_id), end, None, fed))
+
+    def _cut(self, camera, header, end, image, fed):
+        n = self.values['window.events']
+        if n > 0:
+            events, start = camera.buffer.last(end, n)
+        else:
+            start = end - int(self.values['window.duration_ms'] * MS)
+            events = camera.buffer.window(start, end)
+        self.stats.count('windows', camera.params.name)
+        return WindowJob(camera.params.name, camera.epoch, header, start, end, events,
+                         camera.sensor, image, fed)
+
+    def _enqueue(self, job):
+        with self.ready:
+            if self.block_when_full:
+                while len(self.queue) >= self.values['queue_size'] and not self.closed:
+                    self.ready.wait(0.1)
+            elif len(self.queue) >= self.values['queue_size']:
+                self.queue.popleft()
+                self.stats.count('dropped', 'inference queue full')
+            self.queue.append(job)
+            self.ready.notify_all()
+
+    # -- inference ----------------------------------------------------------------------
+    def _take(self):
+        with self.ready:
+            while not self.queue and not self.closed:
+                self.ready.wait(0.1)
+            if not self.queue:
+                return []
+            deadline = time.perf_counter() + self.values['max_wait_ms'] / 1e3
+            while len(self.queue) < self.values['max_batch'] and not self.closed:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self.ready.wait(left)
+            n = min(len(self.queue), self.values['max_batch'])
+            jobs = [self.queue.popleft() for _ in range(n)]
+            self.busy = True
+            self.ready.notify_all()
+            return jobs
+
+    def _work(self):
+        epochs = {}
+        while True:
+            jobs = self._take()
+            if not jobs:
+                return
+            try:
+                current = []
+                for job in jobs:
+                    if self.cameras[job.camera].epoch != job.epoch:
+                        self.stats.count('dropped', 'window from before a time jump')
+                        continue
+                    if epochs.get(job.camera) != job.epoch:
+                        self.runtime.reset(job.camera)
+                        epochs[job.camera] = job.epoch
+                    current.append(job)
+                if current:
+                    self._infer(current)
+            except Exception as exc:  # noqa: B902 - the worker must survive and report
+                self.stats.count('dropped', f'inference failed: {type(exc).__name__}')
+                log.error('inference failed on %d window(s): %s', len(jobs), exc)
+                self.error = exc
+            finally:
+                with self.ready:
+                    self.busy = False
+                    self.ready.notify_all()
+
+    def _infer(self, jobs):
+        t = time.perf_counter()
+        reps, frames, has_image = [], [], []
+        for job in jobs:
+            rep = self.representation(job.events, job.t0, job.t1, *job.sensor)
+            reps.append(fit_to_input(rep, self.input_size))
+            if job.image is not None:
+                rgb = image_to_rgb(job.image)
+                frame = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+                frames.append(fit_to_input(frame, self.input_size))
+                has_image.append(True)
+            else:
+                frames.append(torch.zeros(3, *self.input_size))
+                has_image.append(False)
+        t_rep = time.perf_counter()
+        outs = self.runtime.infer(torch.stack(reps), torch.stack(frames),
+                                  torch.tensor(has_image), streams=[j.camera for j in jobs])
+        t_inf = time.perf_counter()
+        self.stats.time('representation', (t_rep - t) * 1e3 / len(jobs))
+        self.stats.time('inference', (t_inf - t_rep) * 1e3)
+        for job, out in zip(jobs, outs):
+            t_enc = time.perf_counter()
+            cam = self.cameras[job.camera]
+            size = job.image.array.shape[:2] if job.image is not None else job.sensor
+            depth = resize_depth(out.depth, size) if out.depth is not None else None
+            labels = resize_labels(out.labels, size) if out.labels is not None else None
+            frame = image_to_rgb(job.image) if job.image is not None else None
+            topics = {name: cam.params.output_topic(OUTPUTS[name][0]) for name in self.enabled}
+            messages = encode_outputs(self.enabled, topics, job.header, depth, labels,
+                                      self.palette, frame, cam.camera_k,
+                                      self.values['outputs.points_stride'])
+            self.stats.time('encode', (time.perf_counter() - t_enc) * 1e3)
+            if cam.epoch != job.epoch:
+                self.stats.count('dropped', 'window from before a time jump')
+                continue
+            for topic, data in messages:
+                self.publish(topic, data)
+                self.stats.count('outputs', topic)
+            self.stats.time('end_to_end', (time.perf_counter() - job.fed) * 1e3)
+
+    # -- end ----------------------------------------------------------------------------
+    def flush(self, timeout=None):
+        """Cut every waiting frame's window and wait until all windows are published."""
+        jobs = []
+        with self.lock:
+            for camera in self.cameras.values():
+                self._release_frames(camera, 0, time.perf_counter(), jobs, force=True)
+        for job in jobs:
+            self._enqueue(job)
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        with self.ready:
+            while self.queue or self.busy:
+                left = None if deadline is None else deadline - time.perf_counter()
+                if left is not None and left <= 0:
+                    return False
+                self.ready.wait(0.1 if left is None else min(left, 0.1))
+        return True
+
+    def close(self):
+        with self.ready:
+            self.closed = True
+            self.ready.notify_all()
+        self.worker.join(timeout=5)
+
+    def snapshot(self):
+        """Statistics as a JSON-ready dict (see PipelineStats), with drops of the buffers."""
+        snap = self.stats.snapshot()
+        for name, camera in self.cameras.items():
+            for reason, n in camera.buffer.dropped.items():
+                snap['dropped'][f'{name} events {reason}'] = n
+        snap['queue'] = len(self.queue)
+        return snap
