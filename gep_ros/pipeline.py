@@ -189,6 +189,8 @@ class Pipeline:
                 self.stats.count('dropped', 'frame waited too long for events')
 
     def _reset(self, camera):
+        if camera.pending:
+            self.stats.count('dropped', 'frame lost to a time jump', len(camera.pending))
         camera.reset()
         self.stats.count('resets', camera.params.name)
         log.warning('%s: time jumped backwards; buffer and temporal state reset',

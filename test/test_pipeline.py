@@ -1,0 +1,214 @@
+"""The perception pipeline without ROS: windows, outputs, bursts, time jumps, bad input."""
+
+from collections import defaultdict
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from gep_model.artifact import load_artifact, save_artifact
+from gep_model.model import GEPModel
+from gep_model.registry import variant_config
+from gep_model.runtime import make_runtime
+from gep_ros.params import make_params, ParamError
+from gep_ros.pipeline import Pipeline
+from gep_ros.wire.dvs import encode_event_array
+from gep_ros.wire.events import make_events
+from gep_ros.wire.image import decode_image, encode_image
+from gep_ros.wire.std import Header
+
+W, H = 168, 126  # sensor; the tiny model runs at the same size
+T0 = 1_700_000_000 * 10**9
+MS = 10**6
+
+
+@pytest.fixture(scope='module')
+def artifact(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp('pipe') / 'tiny'
+    save_artifact(GEPModel(variant_config('gep_tiny', input_size=(H, W))), folder)
+    return load_artifact(folder)
+
+
+class Recorder:
+    """The publish callback: keeps every output in order."""
+
+    def __init__(self):
+        self.messages = []  # (topic, bytes) in publication order
+        self.by_topic = defaultdict(list)
+
+    def __call__(self, topic, data):
+        self.messages.append((topic, data))
+        self.by_topic[topic].append(data)
+
+    def stamps(self, topic):
+        return [decode_image(d).header.stamp_ns for d in self.by_topic[topic]]
+
+
+def make_pipeline(artifact, overrides=None, block=True):
+    values = {'cam0.events_topic': '/cam0/events', 'cam0.image_topic': '/cam0/image',
+              'max_batch': 4, 'max_wait_ms': 1.0}
+    values.update(overrides or {})
+    if 'cameras' in values:
+        values = {k: v for k, v in values.items() if not k.startswith('cam0.')}
+    out = Recorder()
+    runtime = make_runtime(artifact, 'cpu', max_batch=values['max_batch'])
+    return Pipeline(make_params(values), runtime, out, block_when_full=block), out
+
+
+def events_msg(t_start, t_end, n=400, seed=0, frame='cam0'):
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(t_start, t_end, n))
+    ev = make_events(rng.integers(0, W, n), rng.integers(0, H, n), t, rng.integers(0, 2, n))
+    return encode_event_array(Header(int(t[0]), frame), H, W, ev)
+
+
+def image_msg(stamp, frame='cam0_optical'):
+    img = (np.arange(H * W) % 251).astype(np.uint8).reshape(H, W)
+    return encode_image(Header(stamp, frame), img, 'mono8')
+
+
+def play(pipeline, start, frames, packet_ms=10, frame_ms=50, seed=0, prefix='/cam0'):
+    """Events in packets of packet_ms and a frame every frame_ms, in arrival order."""
+    t = start
+    end = start + frames * frame_ms * MS
+    while t < end:
+        pipeline.feed(f'{prefix}/events', events_msg(t, t + packet_ms * MS, seed=seed + t % 997),
+                      t + packet_ms * MS)
+        t += packet_ms * MS
+        if (t - start) % (frame_ms * MS) == 0:
+            pipeline.feed(f'{prefix}/image', image_msg(t), t + MS)
+
+
+def test_every_frame_gets_every_output_with_its_header(artifact):
+    pipe, out = make_pipeline(artifact)
+    play(pipe, T0, frames=6)
+    assert pipe.flush(timeout=60)
+    pipe.close()
+    want = [T0 + (i + 1) * 50 * MS for i in range(6)]
+    for topic in ('/cam0/depth/image', '/cam0/segmentation/labels', '/cam0/segmentation/color'):
+        assert sorted(out.stamps(topic)) == want
+    depth = decode_image(out.by_topic['/cam0/depth/image'][0])
+    assert depth.encoding == '32FC1' and depth.array.shape == (H, W)
+    assert depth.header.frame_id == 'cam0_optical'
+    d = depth.array
+    assert np.all(np.isnan(d) | ((d >= 1.0) & (d <= 80.0)))
+    labels = decode_image(out.by_topic['/cam0/segmentation/labels'][0]).array
+    assert labels.max() < 11
+    color = decode_image(out.by_topic['/cam0/segmentation/color'][0])
+    assert color.encoding == 'rgb8' and color.array.shape == (H, W, 3)
+    snap = pipe.snapshot()
+    assert snap['windows'] == 6 and not snap['dropped'] and not snap['rejected']
+    for stage in ('decode', 'representation', 'inference', 'encode', 'end_to_end'):
+        assert snap['latency_ms'][stage]['count'] > 0
+
+
+def test_rate_windows_without_frames(artifact):
+    pipe, out = make_pipeline(artifact, {'cam0.image_topic': '', 'window.rate_hz': 50.0})
+    t = T0
+    for i in range(20):  # 200 ms of events
+        pipe.feed('/cam0/events', events_msg(t, t + 10 * MS, seed=i), t + 10 * MS)
+        t += 10 * MS
+    pipe.flush(timeout=60)
+    pipe.close()
+    stamps = out.stamps('/cam0/depth/image')
+    assert len(stamps) >= 8
+    assert np.all(np.diff(stamps) == 20 * MS)  # 50 Hz on the event clock
+    assert decode_image(out.by_topic['/cam0/depth/image'][0]).header.frame_id == 'cam0'
+
+
+def test_corrupt_messages_are_rejected_and_counted_and_the_rest_processed(artifact):
+    pipe, out = make_pipeline(artifact)
+    t = T0
+    good = events_msg(t, t + 50 * MS)
+    pipe.feed('/cam0/events', good[:57], t)  # truncated
+    pipe.feed('/cam0/events', b'\x00\x01\x00\x00garbage', t)
+    pipe.feed('/cam0/image', image_msg(t)[:-10], t)
+    pipe.feed('/cam0/unknown', good, t)
+    play(pipe, T0, frames=2)
+    pipe.flush(timeout=60)
+    pipe.close()
+    snap = pipe.snapshot()
+    assert sum(v for k, v in snap['rejected'].items() if k.startswith('/cam0/events')) == 2
+    assert sum(v for k, v in snap['rejected'].items() if k.startswith('/cam0/image')) == 1
+    assert snap['rejected']['/cam0/unknown: not subscribed'] == 1
+    assert len(out.by_topic['/cam0/depth/image']) == 2
+
+
+def test_a_burst_drops_windows_keeps_memory_bounded_and_recovers(artifact):
+    pipe, out = make_pipeline(artifact, {'queue_size': 2, 'max_batch': 1,
+                                         'buffer.max_events': 20_000, 'buffer.keep_ms': 200.0},
+                              block=False)
+    # 2 s of data in one go: 40 frames, far more than inference keeps up with.
+    play(pipe, T0, frames=40)
+    camera = pipe.cameras['cam0']
+    assert camera.buffer.count <= 20_000 and len(pipe.queue) <= 2
+    pipe.flush(timeout=120)
+    burst = pipe.snapshot()
+    assert burst['dropped'].get('inference queue full', 0) > 0
+    assert len(out.by_topic['/cam0/depth/image']) + burst['dropped']['inference queue full'] \
+        == 40
+    # Afterwards, at a pace it can follow, each frame is answered promptly again.
+    latencies = []
+    start = T0 + 40 * 50 * MS
+    for i in range(3):
+        before = len(out.by_topic['/cam0/depth/image'])
+        end = start + (i + 1) * 50 * MS
+        play(pipe, end - 50 * MS, frames=1)
+        fed = time.perf_counter()
+        # The next packet shows the events up to the frame's stamp have all arrived.
+        pipe.feed('/cam0/events', events_msg(end, end + 10 * MS), end + 10 * MS)
+        deadline = fed + 30
+        while len(out.by_topic['/cam0/depth/image']) == before and time.perf_counter() < deadline:
+            time.sleep(0.002)
+        latencies.append(time.perf_counter() - fed)
+    pipe.close()
+    one = pipe.snapshot()['latency_ms']['inference']['p50'] / 1e3
+    assert max(latencies) < 20 * one + 0.5
+
+
+def test_time_jump_backwards_resets_and_never_publishes_old_stamps_after(artifact):
+    pipe, out = make_pipeline(artifact, {'queue_size': 64, 'buffer.jump_back_ms': 100.0})
+    play(pipe, T0, frames=8)  # 400 ms
+    published_before = len(out.by_topic['/cam0/depth/image'])
+    play(pipe, T0, frames=4, seed=5)  # the bag loops: 200 ms again from the start
+    pipe.flush(timeout=60)
+    pipe.close()
+    snap = pipe.snapshot()
+    assert snap['resets'] == {'cam0': 1}
+    after = out.stamps('/cam0/depth/image')[published_before:]
+    # Windows of the old timeline still queued are dropped (and counted), never published.
+    assert after[-4:] == [T0 + k * 50 * MS for k in range(1, 5)]
+    assert max(after) <= T0 + 200 * MS
+    lost = snap['dropped'].get('window from before a time jump', 0)
+    lost += snap['dropped'].get('frame lost to a time jump', 0)
+    assert published_before + len(after) + lost == 12
+    assert pipe.cameras['cam0'].buffer.chunks[0][0] >= T0
+
+
+def test_two_cameras_are_batched_and_kept_apart(artifact):
+    pipe, out = make_pipeline(artifact, {'cameras': ['left', 'right'],
+                                         'left.events_topic': '/left/events',
+                                         'left.image_topic': '/left/image',
+                                         'right.events_topic': '/right/events',
+                                         'right.image_topic': '/right/image',
+                                         'right.output_namespace': '/stereo/right'})
+    play(pipe, T0, frames=3, prefix='/left')
+    play(pipe, T0, frames=3, prefix='/right', seed=9)
+    pipe.flush(timeout=60)
+    pipe.close()
+    assert len(out.by_topic['/left/depth/image']) == 3
+    assert len(out.by_topic['/stereo/right/depth/image']) == 3
+    assert set(pipe.runtime.states) == {'left', 'right'}
+
+
+def test_bad_parameters_name_the_parameter():
+    with pytest.raises(ParamError, match='window.mode'):
+        make_params({'window.mode': 'sideways'})
+    with pytest.raises(ParamError, match='unknown parameter cam1.events_topic'):
+        make_params({'cam1.events_topic': '/x'})
+    with pytest.raises(ParamError, match='max_batch: must be at least 1'):
+        make_params({'max_batch': 0})
+    with pytest.raises(ParamError, match='cam0.events_type'):
+        make_params({'cam0.events_type': 'prophesee'})
