@@ -125,3 +125,22 @@ def test_representation_must_fit_the_encoder(saved, tmp_path):
     edit_meta(copy, representation={'name': 'sparkles'})
     with pytest.raises(ArtifactError, match="unknown representation 'sparkles'"):
         load_artifact(copy)
+
+
+def test_cli_export_onnx_and_pt2(saved, tmp_path, capsys):
+    import onnxruntime
+
+    _, folder = saved
+    assert main(['export', str(folder), '--format', 'pt2', '--out', str(tmp_path / 's.pt2'),
+                 '--max-batch', '2']) == 0
+    program = torch.export.load(str(tmp_path / 's.pt2'))
+    assert program.module() is not None
+    assert main(['export', str(folder), '--format', 'onnx', '--out', str(tmp_path / 's.onnx'),
+                 '--max-batch', '2']) == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / 's.onnx'))
+    assert [i.name for i in session.get_inputs()][:3] == ['event', 'image', 'has_image']
+    assert 'wrote' in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        assert main(['export', str(folder), '--format', 'tensorrt', '--out',
+                     str(tmp_path / 's.ep')]) == 2
+        assert 'needs torch_tensorrt and a CUDA GPU' in capsys.readouterr().err
