@@ -1,0 +1,1 @@
+"""What every training stage shares: distributed setup, schedule, checkpoints, the loop."""
