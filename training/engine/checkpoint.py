@@ -52,6 +52,8 @@ def save_checkpoint(folder, payload, name=LAST):
     """Write `payload` (a dict of tensors and plain values) atomically to folder/name."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f'.{name}.tmp.*'):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     path = folder / name
     tmp = folder / f'.{name}.tmp.{os.getpid()}'
     with open(tmp, 'wb') as f:
