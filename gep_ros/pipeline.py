@@ -1,9 +1,10 @@
 """The whole perception loop without ROS: message bytes in, output message bytes out.
 
 `Pipeline.feed(topic, cdr_bytes, receive_time_ns)` takes every subscribed message, as the
-node's raw subscriptions and bag replay deliver them. Per camera it decodes events into a
-bounded buffer and cuts windows: ending at each frame's stamp (image mode) or at a fixed
-rate on the event clock (rate mode). Windows go through a bounded queue to one worker
+node's raw subscriptions and bag replay deliver them. Per camera a `WindowCutter`
+(gep_ros.windows, shared with training) decodes events into a bounded buffer and cuts
+windows: ending at each frame's stamp (image mode) or at a fixed rate on the event clock
+(rate mode). Windows go through a bounded queue to one worker
 thread, which batches them (up to `max_batch`, waiting at most `max_wait_ms`), renders
 their event representation, runs the model runtime and publishes depth, labels, a colour
 overlay and optionally a point cloud through `publish(topic, cdr_bytes)`, each output
@@ -17,7 +18,6 @@ it.
 """
 
 from collections import deque
-from dataclasses import dataclass
 import logging
 import threading
 import time
@@ -28,58 +28,13 @@ import torch
 from gep_model.artifact import representation_of
 from gep_model.events import fit_to_input
 
-from .event_buffer import EventBuffer
 from .outputs import encode_outputs, OUTPUTS, resize_depth, resize_labels
 from .stats import PipelineStats
+from .windows import WindowCutter
 from .wire.cdr import WireError
-from .wire.image import CAMERA_INFO, decode_camera_info, decode_image, IMAGE, image_to_rgb
-from .wire.std import Header
-from .wire.stream import EventStream
+from .wire.image import CAMERA_INFO, decode_camera_info, IMAGE, image_to_rgb
 
 log = logging.getLogger('gep_ros.pipeline')
-MS = 1_000_000
-
-
-@dataclass
-class WindowJob:
-    """A window ready for inference."""
-
-    camera: str
-    epoch: int
-    header: Header  # copied onto every output
-    t0: int
-    t1: int
-    events: np.ndarray  # EVENT_DTYPE, t in [t0, t1]
-    sensor: tuple  # (height, width) of the event sensor
-    image: object = None  # decoded Image or None
-    fed: float = 0.0  # perf_counter() when the message completing the window was fed
-
-
-class Camera:
-    """Per-camera state: decoder, event buffer, frames waiting for their events."""
-
-    def __init__(self, params, values, clock='ros'):
-        self.params = params
-        self.stream = EventStream(params.events_msgtype, clock)
-        self.buffer = EventBuffer(values['buffer.max_events'], int(values['buffer.keep_ms'] * MS),
-                                  int(values['buffer.reorder_ms'] * MS))
-        mode = values['window.mode']
-        self.mode = ('image' if params.image_topic else 'rate') if mode == 'auto' else mode
-        self.sensor = None
-        self.frame_id = ''
-        self.camera_k = None
-        self.epoch = 0
-        self.pending = deque()  # (header, image, receive_ns, fed)
-        self.next_end = None
-        self.last_stamp = None
-
-    def reset(self):
-        self.stream.reset()
-        self.buffer.reset()
-        self.pending.clear()
-        self.next_end = None
-        self.last_stamp = None
-        self.epoch += 1
 
 
 class Pipeline:
@@ -97,7 +52,9 @@ class Pipeline:
         self.input_size = tuple(runtime.model.config.input_size)
         self.palette = np.asarray(meta['palette'], np.uint8)
         self.enabled = {name for name in OUTPUTS if self.values[f'outputs.{name}']}
-        self.cameras = {c.name: Camera(c, self.values, clock) for c in params.cameras}
+        self.cameras = {c.name: WindowCutter(c, self.values, clock, self.stats.count,
+                                             self.stats.time) for c in params.cameras}
+        self.camera_k = {}  # camera -> 3x3 intrinsics from its camera_info topic
         self.routes = {}  # topic -> (camera, kind)
         for cam in params.cameras:
             for kind, topic in (('events', cam.events_topic), ('image', cam.image_topic),
@@ -119,12 +76,12 @@ class Pipeline:
     def subscriptions(self):
         """Return [(topic, msgtype)] the pipeline consumes."""
         types = {'image': IMAGE, 'camera_info': CAMERA_INFO}
-        return [(topic, self.cameras[cam].params.events_msgtype if kind == 'events'
+        return [(topic, self.cameras[cam].camera.events_msgtype if kind == 'events'
                  else types[kind]) for topic, (cam, kind) in self.routes.items()]
 
     def output_topics(self):
         """Return {topic: msgtype} of everything the pipeline may publish."""
-        return {c.params.output_topic(OUTPUTS[name][0]): OUTPUTS[name][1]
+        return {c.camera.output_topic(OUTPUTS[name][0]): OUTPUTS[name][1]
                 for c in self.cameras.values() for name in sorted(self.enabled)}
 
     # -- input --------------------------------------------------------------------------
@@ -136,110 +93,22 @@ class Pipeline:
             self.stats.count('rejected', f'{topic}: not subscribed')
             return
         self.stats.message(topic, len(data), receive_time_ns)
-        camera = self.cameras[route[0]]
+        cutter = self.cameras[route[0]]
         jobs = []
         with self.lock:
             try:
                 if route[1] == 'events':
-                    self._feed_events(camera, data, fed, jobs)
+                    jobs = cutter.events(data, receive_time_ns, fed)
                 elif route[1] == 'image':
-                    self._feed_image(camera, data, receive_time_ns, fed, jobs)
+                    jobs = cutter.image(data, receive_time_ns, fed)
                 else:
-                    camera.camera_k = decode_camera_info(data).k
+                    self.camera_k[cutter.name] = decode_camera_info(data).k
             except WireError as exc:
                 self.stats.count('rejected', f'{topic}: {exc.field}')
                 log.warning('rejected a message on %s: %s', topic, exc)
-            self._release_frames(camera, receive_time_ns, fed, jobs)
+                jobs = cutter.release(receive_time_ns, fed)
         for job in jobs:
             self._enqueue(job)
-
-    def _feed_events(self, camera, data, fed, jobs):
-        t = time.perf_counter()
-        out = camera.stream.decode(data)
-        events = out.events
-        if len(events):
-            jump = int(self.values['buffer.jump_back_ms'] * MS)
-            if camera.buffer.newest is not None and \
-                    int(events['t'].min()) < camera.buffer.newest - jump:
-                self._reset(camera)
-                out = camera.stream.decode(data)  # again, with fresh decoder state
-                events = out.events
-        self.stats.time('decode', (time.perf_counter() - t) * 1e3)
-        camera.sensor = (out.height, out.width)
-        camera.frame_id = out.header.frame_id
-        self.stats.count('events', camera.params.name, len(events))
-        camera.buffer.add(events)
-        if camera.mode == 'rate':
-            self._rate_windows(camera, fed, jobs)
-
-    def _feed_image(self, camera, data, receive_ns, fed, jobs):
-        t = time.perf_counter()
-        image = decode_image(data)
-        self.stats.time('decode', (time.perf_counter() - t) * 1e3)
-        stamp = image.header.stamp_ns
-        jump = int(self.values['buffer.jump_back_ms'] * MS)
-        if camera.last_stamp is not None and stamp < camera.last_stamp - jump:
-            self._reset(camera)
-        camera.last_stamp = stamp
-        if camera.mode == 'image':
-            camera.pending.append((image.header, image, receive_ns, fed))
-            limit = max(self.values['queue_size'], 1)
-            while len(camera.pending) > limit:
-                camera.pending.popleft()
-                self.stats.count('dropped', 'frame waited too long for events')
-
-    def _reset(self, camera):
-        if camera.pending:
-            self.stats.count('dropped', 'frame lost to a time jump', len(camera.pending))
-        camera.reset()
-        self.stats.count('resets', camera.params.name)
-        log.warning('%s: time jumped backwards; buffer and temporal state reset',
-                    camera.params.name)
-
-    def _release_frames(self, camera, receive_ns, fed, jobs, force=False):
-        """Cut the windows of frames whose events have arrived (or waited long enough)."""
-        max_lag = int(self.values['window.max_lag_ms'] * MS)
-        if force and camera.sensor is None and camera.pending:
-            self.stats.count('dropped', 'frame without any events', len(camera.pending))
-            camera.pending.clear()
-        while camera.pending and camera.sensor is not None:
-            header, image, frame_receive, frame_fed = camera.pending[0]
-            newest = camera.buffer.newest
-            arrived = newest is not None and newest >= header.stamp_ns
-            if not (arrived or force or receive_ns - frame_receive > max_lag):
-                break
-            camera.pending.popleft()
-            # End-to-end latency counts from the frame's arrival.
-            jobs.append(self._cut(camera, header, header.stamp_ns, image, frame_fed))
-
-    def _rate_windows(self, camera, fed, jobs):
-        newest = camera.buffer.newest
-        if newest is None:
-            return
-        period = int(1e9 / self.values['window.rate_hz'])
-        if camera.next_end is None:
-            camera.next_end = newest + period
-        due = []
-        while camera.next_end <= newest:
-            due.append(camera.next_end)
-            camera.next_end += period
-        skip = len(due) - self.values['queue_size']
-        if skip > 0:
-            self.stats.count('dropped', 'rate windows behind the event clock', skip)
-            due = due[skip:]
-        for end in due:
-            jobs.append(self._cut(camera, Header(end, camera.frame_id), end, None, fed))
-
-    def _cut(self, camera, header, end, image, fed):
-        n = self.values['window.events']
-        if n > 0:
-            events, start = camera.buffer.last(end, n)
-        else:
-            start = end - int(self.values['window.duration_ms'] * MS)
-            events = camera.buffer.window(start, end)
-        self.stats.count('windows', camera.params.name)
-        return WindowJob(camera.params.name, camera.epoch, header, start, end, events,
-                         camera.sensor, image, fed)
 
     def _enqueue(self, job):
         with self.ready:
@@ -325,9 +194,9 @@ class Pipeline:
             depth = resize_depth(out.depth, size) if out.depth is not None else None
             labels = resize_labels(out.labels, size) if out.labels is not None else None
             frame = image_to_rgb(job.image) if job.image is not None else None
-            topics = {name: cam.params.output_topic(OUTPUTS[name][0]) for name in self.enabled}
+            topics = {name: cam.camera.output_topic(OUTPUTS[name][0]) for name in self.enabled}
             messages = encode_outputs(self.enabled, topics, job.header, depth, labels,
-                                      self.palette, frame, cam.camera_k,
+                                      self.palette, frame, self.camera_k.get(job.camera),
                                       self.values['outputs.points_stride'])
             self.stats.time('encode', (time.perf_counter() - t_enc) * 1e3)
             if cam.epoch != job.epoch:
@@ -343,8 +212,8 @@ class Pipeline:
         """Cut every waiting frame's window and wait until all windows are published."""
         jobs = []
         with self.lock:
-            for camera in self.cameras.values():
-                self._release_frames(camera, 0, time.perf_counter(), jobs, force=True)
+            for cutter in self.cameras.values():
+                jobs += cutter.flush()
         for job in jobs:
             self._enqueue(job)
         deadline = None if timeout is None else time.perf_counter() + timeout
