@@ -30,6 +30,7 @@ setup(
     entry_points={
         'console_scripts': [
             'gep = gep_ros.cli.main:main',
+            'perception_node = gep_ros.perception_node:main',
         ],
     },
 )
