@@ -95,6 +95,26 @@ class GEPModel(nn.Module):
         return out
 
     # -- whole sequences ----------------------------------------------------------------
+    def sequence(self, event_tokens, image_tokens=None, has_image=None):
+        """Interleave per-window tokens into the temporal backbone's sequence.
+
+        event_tokens, image_tokens: (B, T, K, D) pooled window tokens (image_tokens None
+        without image tokens); has_image: (B, T) bool. Returns (seq (B, T*S, D), modality,
+        window, slot (B, T*S) long, valid (B, T*S) bool), window by window: its event
+        tokens, then its image tokens.
+        """
+        b, t = event_tokens.shape[:2]
+        device = event_tokens.device
+        parts = [event_tokens]
+        if self.image_encoder is not None:
+            parts.append(image_tokens)
+        seq = torch.cat(parts, dim=2).flatten(1, 2)
+        layouts = [self.step_layout(b, torch.full((b,), i, device=device),
+                                    None if has_image is None else has_image[:, i], device)
+                   for i in range(t)]
+        modality, window, slot, valid = (torch.cat(p, dim=1) for p in zip(*layouts))
+        return seq, modality, window, slot, valid
+
     def forward(self, events, images=None, has_image=None):
         """Run T windows per sequence.
 
@@ -107,20 +127,17 @@ class GEPModel(nn.Module):
         b, t = events.shape[:2]
         k, s = self.tokens_per_window, self.tokens_per_step
         pooled, tokens, features = self.window_tokens(self.encoder, events.flatten(0, 1))
-        seq = [pooled.view(b, t, k, -1)]
+        image_tokens = None
         if self.image_encoder is not None:
             if images is None:
                 images = events.new_zeros(b, t, 3, *events.shape[-2:])
                 has_image = torch.zeros(b, t, dtype=torch.bool, device=events.device)
             elif has_image is None:
                 has_image = torch.ones(b, t, dtype=torch.bool, device=events.device)
-            seq.append(self.window_tokens(self.image_encoder, images.flatten(0, 1))[0]
-                       .view(b, t, k, -1))
-        seq = torch.cat(seq, dim=2).flatten(1, 2)  # (B, T*S, D)
-        layouts = [self.step_layout(b, torch.full((b,), i, device=events.device),
-                                    None if has_image is None else has_image[:, i],
-                                    events.device) for i in range(t)]
-        modality, window, slot, valid = (torch.cat(parts, dim=1) for parts in zip(*layouts))
+            image_tokens = self.window_tokens(self.image_encoder, images.flatten(0, 1))[0]
+            image_tokens = image_tokens.view(b, t, k, -1)
+        seq, modality, window, slot, valid = self.sequence(pooled.view(b, t, k, -1),
+                                                           image_tokens, has_image)
         hidden, _, _ = self.temporal(seq, modality, window, slot, valid)
         context = hidden.view(b, t, s, -1)[:, :, :k].flatten(0, 1)  # event tokens' outputs
         out = self.decode(tokens, features, context)
