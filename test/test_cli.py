@@ -1,4 +1,4 @@
-"""The `gep` command line: bag info, event export, sample bags and user errors."""
+"""The `gep` command line: bag info, event export, synthetic bags and user errors."""
 
 import json
 import subprocess
@@ -9,14 +9,14 @@ import pytest
 
 from gep_ros.bag import BagReader, BagWriter
 from gep_ros.cli.main import main
-from gep_ros.sample import write_sample_bag
 from gep_ros.wire.event_packet import decode_event_packet
+from training.synthetic.bag import write_synth_bag
 
 
 @pytest.fixture(scope='module')
 def sample_bag(tmp_path_factory):
     path = tmp_path_factory.mktemp('sample') / 'bag'
-    write_sample_bag(path, seconds=0.5, seed=3)
+    write_synth_bag(path, seconds=0.5, seed=3)
     return path
 
 
@@ -41,8 +41,10 @@ def test_info_json_counts_real_evt3_events(capsys, bags_dir):
 def test_info_table_lists_topics(capsys, sample_bag):
     code, out, _ = run_gep(capsys, 'bag', 'info', sample_bag)
     assert code == 0
-    for line in ('/dvs/events', '/dvs/image_raw', '/event_camera/events', 'events on'):
+    for line in ('/dvs/events', '/dvs/image_raw', '/event_camera/events', 'events on',
+                 '/dvs/depth', '/dvs/labels', '/dvs/camera_info'):
         assert line in out
+    assert out.count('events on') == 2
 
 
 def test_events_sensor_time_matches_reference_sums(capsys, bags_dir, tmp_path):
@@ -77,7 +79,7 @@ def test_events_ros_time_follows_the_header_stamps(capsys, bags_dir, tmp_path, n
     assert np.all(np.diff(t) >= 0)
 
 
-def test_sample_bag_streams_agree_on_ros_time(capsys, sample_bag, tmp_path):
+def test_synth_bag_streams_agree_on_ros_time(capsys, sample_bag, tmp_path):
     a, b = tmp_path / 'a.npz', tmp_path / 'b.npz'
     assert run_gep(capsys, 'bag', 'events', sample_bag, '--topic', '/dvs/events',
                    '--out', a)[0] == 0
@@ -109,6 +111,11 @@ def test_corrupt_message_is_skipped_and_counted(capsys, sample_bag, tmp_path):
     (['bag', 'events', '{bag}', '--topic', '/nope', '--out', '{tmp}/x.npz'], 'no topic /nope'),
     (['bag', 'events', '{bag}', '--topic', '/dvs/image_raw', '--out', '{tmp}/x.npz'],
      'not an event type'),
+    (['bag', 'events', '{bag}', '--topic', '/dvs/camera_info', '--out', '{tmp}/x.npz'],
+     'not an event type'),
+    (['synth', '--out', '{bag}'], 'already exists'),
+    (['synth', '--out', '{tmp}/new', '--width', '4096'], '--width must be'),
+    (['synth', '--out', '{tmp}/new', '--seed', '-1'], '--seed must be'),
     (['bag', 'events', '{bag}', '--out', '{tmp}/x.npz'], '2 event topics'),
 ])
 def test_user_errors_print_one_line_and_exit_2(capsys, sample_bag, tmp_path, argv, message):

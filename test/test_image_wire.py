@@ -17,7 +17,8 @@ from gep_ros.msgtypes import typestore as make_typestore
 from gep_ros.wire.cdr import WireError
 from gep_ros.wire.image import (
     CompressedImage, compression_of, decode_camera_info, decode_compressed_image,
-    decode_image, encode_image, ENCODINGS, Image, image_to_gray, image_to_rgb)
+    decode_image, encode_camera_info, encode_image, ENCODINGS, Image, image_to_gray,
+    image_to_rgb, RegionOfInterest)
 from gep_ros.wire.pointcloud import (
     decode_pointcloud2, encode_pointcloud2, FLOAT32, FLOAT64, INT8, UINT16, unpack_rgb)
 from gep_ros.wire.std import Header
@@ -303,6 +304,43 @@ def test_camera_info_matches_rosbags(typestore, n_coeffs, model, little):
     assert (info.binning_x, info.binning_y) == (2, 3)
     assert (info.roi.x_offset, info.roi.y_offset, info.roi.height, info.roi.width,
             info.roi.do_rectify) == (1, 2, 30, 40, True)
+
+
+@pytest.mark.parametrize('n_coeffs, model, frame_id, stamp', [
+    (5, 'plumb_bob', 'dvs', 3 * NS + 5), (8, 'rational_polynomial', 'cam_optical', 0),
+    (0, '', '', 1), (1, 'x', 'abcdefg', -NS // 2)])
+def test_camera_info_encode_is_byte_identical(typestore, n_coeffs, model, frame_id, stamp):
+    rng = np.random.default_rng(n_coeffs + 10)
+    t = typestore.types
+    d, k, r, p = (rng.standard_normal(n) for n in (n_coeffs, 9, 9, 12))
+    roi = RegionOfInterest(3, 4, 50, 60, n_coeffs % 2 == 1)
+    msg = t[INFO](header=ros_header(typestore, stamp, frame_id), height=260, width=346,
+                  distortion_model=model, d=d, k=k, r=r, p=p, binning_x=1, binning_y=2,
+                  roi=t['sensor_msgs/msg/RegionOfInterest'](
+                      x_offset=3, y_offset=4, height=50, width=60, do_rectify=roi.do_rectify))
+    raw = encode_camera_info(Header(stamp, frame_id), 260, 346, k.reshape(3, 3),
+                             p.reshape(3, 4), d, model, r.reshape(3, 3), 1, 2, roi)
+    assert raw == serialize(typestore, msg, INFO)
+    info = decode_camera_info(raw)
+    assert same_bits(info.k.ravel(), k) and same_bits(info.p.ravel(), p)
+    assert info.roi == roi and info.header == Header(stamp, frame_id)
+
+
+def test_camera_info_encode_defaults_and_refusals(typestore):
+    k = np.array([[250.0, 0, 172.5], [0, 250.0, 129.5], [0, 0, 1]])
+    info = decode_camera_info(encode_camera_info(Header(7, 'dvs'), 260, 346, k))
+    assert info.distortion_model == 'plumb_bob' and same_bits(info.d, np.zeros(5))
+    assert same_bits(info.r, np.eye(3)) and same_bits(info.p, np.hstack([k, np.zeros((3, 1))]))
+    assert (info.binning_x, info.binning_y, info.roi.width) == (0, 0, 0)
+    assert not info.roi.do_rectify
+    ref = typestore.deserialize_cdr(encode_camera_info(Header(7, 'dvs'), 260, 346, k), INFO)
+    assert list(ref.k) == list(k.ravel())
+    for kwargs, field in (({'k': np.eye(2)}, 'k'), ({'k': k, 'p': k}, 'p'),
+                          ({'k': k, 'height': -1}, 'height')):
+        args = {'header': Header(), 'height': 2, 'width': 2, **kwargs}
+        with pytest.raises(WireError) as err:
+            encode_camera_info(**args)
+        assert (err.value.msgtype, err.value.field) == (INFO, field)
 
 
 def reference_cloud(store, header, xyz, rgb, labels, label_name):

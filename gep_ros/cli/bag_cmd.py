@@ -32,13 +32,6 @@ def register(sub):
     events.add_argument('--out', type=Path, required=True, help='output .npz file')
     events.set_defaults(func=cmd_events)
 
-    sample = cmds.add_parser('sample', help='write a small synthetic bag (events and frames)')
-    sample.add_argument('--out', type=Path, required=True, help='output bag folder')
-    sample.add_argument('--seconds', type=float, default=2.0)
-    sample.add_argument('--seed', type=int, default=0)
-    sample.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
-    sample.set_defaults(func=cmd_sample)
-
 
 # Messages handed to EventStream.decode_batch at a time: small EVT3 packets decode several
 # times faster in batches.
@@ -187,14 +180,4 @@ def cmd_events(args):
     _warn_rejected(topic, summary)
     print(f'{topic} -> {args.out} (time: {args.time})')
     print(format_summary(summary))
-    return 0
-
-
-def cmd_sample(args):
-    from ..sample import write_sample_bag
-    if args.out.exists():
-        raise UsageError(f'{args.out}: already exists; choose a new output path')
-    counts = write_sample_bag(args.out, seconds=args.seconds, seed=args.seed,
-                              storage=args.storage)
-    print(f'wrote {args.out}: ' + ', '.join(f'{t} {n}' for t, n in counts.items()))
     return 0

@@ -1,4 +1,4 @@
-"""sensor_msgs Image, CompressedImage and CameraInfo bytes to numpy, and Image back to bytes.
+"""sensor_msgs Image, CompressedImage and CameraInfo bytes to numpy; Image, CameraInfo to bytes.
 
 The frame-camera side of a recording (APS frames, RGB or depth cameras beside the event
 sensor) arrives as these three types. Decoding returns the pixels as a numpy view into the
@@ -402,3 +402,42 @@ def decode_camera_info(data):
     reader.done()
     return CameraInfo(header, height, width, distortion_model, d, k, r, p,
                       binning_x, binning_y, roi)
+
+
+def _matrix(value, shape, name):
+    array = np.asarray(value, np.float64)
+    if array.size != shape[0] * shape[1]:
+        raise WireError(CAMERA_INFO, name, None, f'needs {shape[0]}x{shape[1]} values, '
+                        f'got shape {array.shape}')
+    return np.ascontiguousarray(array.reshape(-1), '<f8')
+
+
+def encode_camera_info(header, height, width, k, p=None, d=None, distortion_model='plumb_bob',
+                       r=None, binning_x=0, binning_y=0, roi=None):
+    """Serialize a sensor_msgs/msg/CameraInfo.
+
+    k: (3, 3) intrinsics; p: (3, 4) projection, default [k | 0]; d: (N,) distortion
+    coefficients, default five zeros (an undistorted plumb_bob camera); r: (3, 3)
+    rectification, default identity; roi: a RegionOfInterest, default all zero. Matrices
+    are written as float64, row-major.
+    """
+    k = _matrix(k, (3, 3), 'k')
+    p = _matrix(np.hstack([k.reshape(3, 3), np.zeros((3, 1))]) if p is None else p, (3, 4),
+                'p')
+    r = _matrix(np.eye(3) if r is None else r, (3, 3), 'r')
+    d = np.zeros(5) if d is None else np.asarray(d, np.float64).reshape(-1)
+    roi = roi or RegionOfInterest(0, 0, 0, 0, False)
+    writer = CdrWriter(CAMERA_INFO)
+    write_header(writer, header)
+    writer.u32(height, 'height')
+    writer.u32(width, 'width')
+    writer.string(distortion_model, 'distortion_model')
+    writer.sequence(d, np.float64, 'd')
+    for array in (k, r, p):
+        writer.raw(array, 8)
+    writer.u32(binning_x, 'binning_x')
+    writer.u32(binning_y, 'binning_y')
+    for name in ('x_offset', 'y_offset', 'height', 'width'):
+        writer.u32(getattr(roi, name), subfield('roi', name))
+    writer.boolean(roi.do_rectify, subfield('roi', 'do_rectify'))
+    return writer.getvalue()
