@@ -1,0 +1,116 @@
+"""The GEP stages from the command line on a synthetic bag.
+
+Align, generative and finetune each run a few steps, resume, export, and the exported
+weights run in the runtime.
+"""
+
+import numpy as np
+import pytest
+from safetensors.torch import save_file
+import torch
+
+from gep_model.artifact import load_artifact
+from gep_model.model import GEPModel
+from gep_model.registry import variant_config
+from gep_model.runtime import make_runtime
+from gep_ros.cli.main import main
+from training.engine.checkpoint import load_checkpoint
+from training.synthetic.bag import write_synth_bag
+
+SIZE = [126, 168]
+
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp('train')
+    write_synth_bag(root / 'a', seconds=1.0, seed=1)
+    write_synth_bag(root / 'b', seconds=1.0, seed=2)
+    torch.manual_seed(0)
+    teacher = GEPModel(variant_config('gep_tiny', input_size=tuple(SIZE))).image_encoder.vit
+    save_file({k: v.contiguous() for k, v in teacher.state_dict().items()},
+              root / 'teacher.safetensors')
+    return root
+
+
+def args(world, stage, out, *extra):
+    return ['train', stage, '--config', f'training/configs/{stage}_tiny_cpu.yaml',
+            '--out', str(out), f'data.sources=[{world / "a"}, {world / "b"}]',
+            f'data.cache={world / "cache"}', f'model={{input_size: {SIZE}}}', '--no-progress',
+            *extra]
+
+
+@pytest.fixture(scope='module')
+def runs(world):
+    align = world / 'align'
+    assert main(args(world, 'align', align, f'teacher={world / "teacher.safetensors"}',
+                     'loop.steps=3', 'loop.batch_size=2')) == 0
+    gen = world / 'gen'
+    assert main(args(world, 'generative', gen, f'init={align}', 'loop.steps=3',
+                     'loop.batch_size=2', 'data.sequence_length=3')) == 0
+    ft = world / 'ft'
+    assert main(args(world, 'finetune', ft, f'init={gen}', 'loop.steps=3',
+                     'loop.batch_size=2')) == 0
+    return align, gen, ft
+
+
+def test_each_stage_writes_a_checkpoint(runs):
+    for run in runs:
+        ckpt = load_checkpoint(run / 'last.pt')
+        assert ckpt['step'] == 3 and (run / 'config.yaml').exists()
+        assert any(p.name.startswith('events.out.tfevents') for p in (run / 'tb').iterdir())
+
+
+def test_student_starts_from_the_teacher_and_moves(runs, world):
+    from safetensors.torch import load_file
+    teacher = load_file(world / 'teacher.safetensors')
+    state = load_checkpoint(runs[0] / 'last.pt')['model']
+    frozen = state['gep.image_encoder.vit.blocks.0.attn.qkv.weight']
+    torch.testing.assert_close(frozen, teacher['blocks.0.attn.qkv.weight'])
+    student = state['gep.encoder.vit.blocks.0.attn.qkv.weight']
+    assert not torch.equal(student, teacher['blocks.0.attn.qkv.weight'])  # it trained
+    assert (student - teacher['blocks.0.attn.qkv.weight']).abs().max() < 0.05  # from there
+
+
+def test_generative_trains_only_the_temporal_backbone(runs):
+    before = load_checkpoint(runs[0] / 'last.pt')['model']
+    after = load_checkpoint(runs[1] / 'last.pt')['model']
+    assert torch.equal(before['gep.encoder.vit.blocks.0.attn.qkv.weight'],
+                       after['gep.encoder.vit.blocks.0.attn.qkv.weight'])
+    changed = [k for k in after if k.startswith('gep.temporal.')
+               and not torch.equal(after[k], GEPModel(variant_config(
+                   'gep_tiny', input_size=tuple(SIZE))).state_dict()[k[4:]])]
+    assert changed
+
+
+def test_interrupted_stage_resumes_the_same_run(world, runs):
+    whole = world / 'whole'
+    assert main(args(world, 'finetune', whole, f'init={runs[1]}', 'loop.steps=4',
+                     'loop.batch_size=2', 'loop.ckpt_every=2')) == 0
+    part = world / 'part'
+    assert main(args(world, 'finetune', part, f'init={runs[1]}', 'loop.steps=2',
+                     'loop.batch_size=2', 'loop.ckpt_every=2')) == 0
+    assert main(args(world, 'finetune', part, f'init={runs[1]}', 'loop.steps=4',
+                     'loop.batch_size=2', 'loop.ckpt_every=2')) == 0
+    a = load_checkpoint(whole / 'last.pt')['history']
+    b = load_checkpoint(part / 'last.pt')['history']
+    np.testing.assert_allclose([x[1] for x in b], [x[1] for x in a], rtol=1e-5)
+
+
+def test_export_gives_an_artifact_the_runtime_runs(runs, world, capsys):
+    out = world / 'artifact'
+    assert main(['train', 'export', str(runs[2]), '--out', str(out)]) == 0
+    artifact = load_artifact(out)
+    assert artifact.meta['provenance']['stages'] == ['align', 'generative', 'finetune']
+    assert artifact.meta['provenance']['step'] == 3
+    runtime = make_runtime(artifact, 'cpu')
+    (result,) = runtime.infer(torch.rand(1, 3, *SIZE))
+    assert result.depth.shape == tuple(SIZE) and np.isfinite(result.depth).all()
+
+
+def test_bad_configs_are_one_line_errors(world, capsys):
+    assert main(args(world, 'align', world / 'x', 'teacher=/no/such/file')) == 2
+    assert main(args(world, 'finetune', world / 'y', 'loop.stepz=3')) == 2
+    assert main(['train', 'export', str(world / 'nothing'), '--out', str(world / 'z')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith('gep: error: ') for line in err)
+    assert 'no such weights file' in err[0] and 'loop.stepz' in err[1]
