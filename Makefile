@@ -25,15 +25,24 @@ test: setup
 lint: setup
 	$(VENV)/bin/flake8
 
+# DEMO_WEIGHTS: trained weights to replay with; where none exist yet, a random gep_tiny.
+demo: DEMO_WEIGHTS ?= $(OUT)/demo/weights
 demo: setup
 	rm -rf $(OUT)/demo
-	$(GEP) bag sample --out $(OUT)/demo/sample
+	$(GEP) synth --out $(OUT)/demo/sample --seconds 2
 	$(GEP) bag info $(OUT)/demo/sample
 	$(GEP) bag events $(OUT)/demo/sample --topic /event_camera/events --out $(OUT)/demo/events.npz
+	$(GEP) synth --out $(OUT)/demo/heldout --seconds 2 --seed 1
+	test -f $(DEMO_WEIGHTS)/model.safetensors || \
+		$(GEP) model init --variant gep_tiny --out $(DEMO_WEIGHTS)
+	$(GEP) replay $(OUT)/demo/heldout --weights $(DEMO_WEIGHTS) --events-topic /dvs/events \
+		--depth-gt-topic /dvs/depth --labels-gt-topic /dvs/labels \
+		--out $(OUT)/demo/replay.mcap --report $(OUT)/demo/report.json
 
 bench: setup
 	$(GEP) bench wire --json $(OUT)/bench/wire.json
 	$(GEP) bench model --json $(OUT)/bench/model.json
+	$(GEP) bench pipeline --json $(OUT)/bench/pipeline.json
 
 clean:
 	rm -rf $(OUT) build install log .pytest_cache .hypothesis *.egg-info

@@ -16,6 +16,12 @@ def register(sub):
     model.add_argument('--quick', action='store_true', help='fewer repetitions')
     model.add_argument('--variants', nargs='+', default=['gep_tiny', 'gep_small'])
     model.set_defaults(func=cmd_model)
+    pipeline = cmds.add_parser('pipeline', help='end-to-end latency at the sensor pace, and the '
+                               'event rate decode and windowing hold')
+    pipeline.add_argument('--json', type=Path, help='write the rows to this JSON file')
+    pipeline.add_argument('--quick', action='store_true', help='shorter streams')
+    pipeline.add_argument('--variants', nargs='+', default=['gep_tiny', 'gep_small'])
+    pipeline.set_defaults(func=cmd_pipeline)
 
 
 def cmd_wire(args):
@@ -28,4 +34,11 @@ def cmd_model(args):
     from ..bench import model
     model.run(args.json, quick=args.quick, variants=args.variants,
               command=' '.join(['gep'] + sys.argv[1:]))
+    return 0
+
+
+def cmd_pipeline(args):
+    from ..bench import pipeline
+    pipeline.run(args.json, quick=args.quick, variants=args.variants,
+                 command=' '.join(['gep'] + sys.argv[1:]))
     return 0

@@ -9,14 +9,14 @@ import sys
 
 from gep_model.errors import ArtifactError
 
-from . import bag_cmd, bench_cmd, model_cmd, UsageError
+from . import bag_cmd, bench_cmd, model_cmd, replay_cmd, synth_cmd, train_cmd, UsageError
 from ..bag import BagError
 from ..memory import retain_freed_memory
 from ..wire.cdr import WireError
 
 USER_ERRORS = (UsageError, BagError, WireError, ArtifactError, FileNotFoundError,
                IsADirectoryError, NotADirectoryError, PermissionError)
-GROUPS = (bag_cmd, model_cmd, bench_cmd)
+GROUPS = (bag_cmd, synth_cmd, model_cmd, replay_cmd, train_cmd, bench_cmd)
 
 
 def build_parser():
@@ -31,7 +31,13 @@ def build_parser():
 def main(argv=None):
     retain_freed_memory()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may stand anywhere among a training command's options.
+    if extra and isinstance(getattr(args, 'overrides', None), list) and \
+            all('=' in e and not e.startswith('-') for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f'unrecognized arguments: {" ".join(extra)}')
     try:
         return args.func(args) or 0
     except USER_ERRORS as exc:

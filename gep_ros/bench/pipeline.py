@@ -1,0 +1,247 @@
+"""`gep bench pipeline`: latency at the sensor's pace, and the event rate windowing sustains.
+
+Two parts, both on the CPU:
+- Latency. A synthetic camera (346x260, 1 Mev/s of random events in 1 ms EventArray packets,
+  mono8 frames at 20 Hz) is fed to the `Pipeline` at its real pace, as the node's
+  subscriptions would deliver it (dropping the oldest window when the queue is full), for
+  gep_tiny and gep_small at their default input size. Rows: p50 and p95 of `end_to_end`
+  (frame arrival to outputs published) against the model step alone (`Runtime.infer` of
+  one window with its frame, batch 1) measured in the same run; ratio = pipeline / step,
+  the cost of waiting for events, batching, queueing, rendering and encoding. Per-stage
+  percentiles and drops are in the JSON rows.
+- Event rate. EventArray and EVT3 EventPacket streams in 1 ms packets (1k and 10k events a
+  packet: 1 and 10 Mev/s of sensor time, 640x480) are fed as fast as they go through one
+  `WindowCutter` (decode, bounded buffer, 20 Hz rate windows of 50 ms), no model. Rows: events
+  per second processed, against rosbags on the same packets (EventArray: `deserialize_cdr`,
+  one Python object per event; EVT3: `deserialize_cdr` plus the per-word Python decoder,
+  since rosbags cannot decode EVT3), timed on a slice. `realtime_factor` = processed rate /
+  stream rate: above 1 the path keeps up with such a camera on one core.
+"""
+
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from .common import median_seconds, print_table, row, write_json
+from ..msgtypes import EVENT_ARRAY, EVENT_PACKET, typestore
+from ..params import make_params
+from ..windows import WindowCutter
+from ..wire.dvs import encode_event_array
+from ..wire.event_packet import encode_event_packet
+from ..wire.events import make_events
+from ..wire.evt3 import Evt3State, reference_decode
+from ..wire.evt3_encoder import Evt3Encoder
+from ..wire.image import encode_image
+from ..wire.std import Header
+
+T0 = 1_700_000_000 * 10**9
+MS = 1_000_000
+STAGES = ('decode', 'representation', 'inference', 'encode', 'end_to_end')
+
+
+def event_stream(seconds, per_packet, width, height, seed=0):
+    """Random sorted events on whole microseconds, cut into 1 ms packets: [(events, end)]."""
+    rng = np.random.default_rng(seed)
+    packets = []
+    for k in range(int(round(seconds * 1000))):
+        t = np.sort(rng.integers(k * 1000, (k + 1) * 1000, per_packet)) * 1000  # sensor ns
+        events = make_events(rng.integers(0, width, per_packet),
+                             rng.integers(0, height, per_packet), t,
+                             rng.integers(0, 2, per_packet))
+        packets.append((events, (k + 1) * MS))
+    return packets
+
+
+def encode_stream(packets, msgtype, width, height):
+    """Serialize sensor-time packets as EventArray (ROS time) or EVT3 EventPacket messages."""
+    out = []
+    encoder, now = Evt3Encoder(), 0
+    for seq, (events, _) in enumerate(packets):
+        if msgtype == EVENT_ARRAY:
+            ros = events.copy()
+            ros['t'] += T0
+            out.append(encode_event_array(Header(int(ros['t'][0]), 'cam'), height, width, ros))
+        else:
+            # Stamped with the sensor time in effect at the packet's start, as a driver does.
+            out.append(encode_event_packet(Header(T0 + now, 'cam'), height, width, seq, 0,
+                                           'evt3', encoder.encode(events)))
+            now = int(events['t'][-1])
+    return out
+
+
+# -- latency ------------------------------------------------------------------------------
+def camera_messages(seconds, width=346, height=260, rate=1_000_000, frame_hz=20.0):
+    """Messages of a synthetic camera in arrival order: [(receive_ns, topic, bytes)]."""
+    packets = event_stream(seconds, rate // 1000, width, height)
+    msgs = [(T0 + end + 200_000, '/cam0/events', data) for data, (_, end) in
+            zip(encode_stream(packets, EVENT_ARRAY, width, height), packets)]
+    rng = np.random.default_rng(1)
+    base = (np.add.outer(np.arange(height), np.arange(width)) % 256).astype(np.uint8)
+    period = int(1e9 / frame_hz)
+    for stamp in range(T0 + period, T0 + int(seconds * 1e9) + 1, period):
+        frame = base + rng.integers(0, 8, base.shape, dtype=np.uint8)
+        msgs.append((stamp + 2 * MS, '/cam0/image',
+                     encode_image(Header(stamp, 'cam_optical'), frame, 'mono8')))
+    msgs.sort(key=lambda m: m[0])
+    return msgs
+
+
+def step_latency(runtime, size, repeat):
+    """Seconds of one Runtime.infer of a single window with its frame (after warm-up)."""
+    import torch
+    events, images = torch.rand(1, 3, *size), torch.rand(1, 3, *size)
+    for _ in range(3):
+        runtime.infer(events, images, streams=['bench'])
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        runtime.infer(events, images, streams=['bench'])
+        times.append(time.perf_counter() - t)
+    runtime.reset('bench')
+    return times
+
+
+def play(pipeline, messages):
+    """Feed messages at their receive pace; return how late the feeding fell, at most (s)."""
+    start, first = time.perf_counter(), messages[0][0]
+    late = 0.0
+    for receive_ns, topic, data in messages:
+        wait = (receive_ns - first) / 1e9 - (time.perf_counter() - start)
+        if wait > 0:
+            time.sleep(wait)
+        else:
+            late = max(late, -wait)
+        pipeline.feed(topic, data, receive_ns)
+    return late
+
+
+def bench_latency(variant, seconds, quick, folder):
+    from gep_model.artifact import load_artifact, save_artifact
+    from gep_model.model import GEPModel
+    from gep_model.registry import variant_config
+    from gep_model.runtime import make_runtime
+    import torch
+
+    from ..pipeline import Pipeline
+    torch.manual_seed(0)
+    model = GEPModel(variant_config(variant))
+    artifact = load_artifact(save_artifact(model, f'{folder}/{variant}'))
+    size = tuple(artifact.model.config.input_size)
+    params = make_params({'cam0.events_topic': '/cam0/events',
+                          'cam0.image_topic': '/cam0/image', 'backend': 'cpu'})
+    runtime = make_runtime(artifact, 'cpu', params['max_batch'])
+    step = step_latency(runtime, size, 5 if quick else 15)
+    runtime.infer(torch.rand(params['max_batch'], 3, *size),
+                  torch.rand(params['max_batch'], 3, *size),
+                  streams=[f'w{i}' for i in range(params['max_batch'])])  # warm the batch path
+    runtime.reset()
+    messages = camera_messages(seconds)
+    pipeline = Pipeline(params, runtime, lambda topic, data: None, block_when_full=False)
+    try:
+        late = play(pipeline, messages)
+        pipeline.flush(timeout=120)
+    finally:
+        pipeline.close()
+    snap = pipeline.snapshot()
+    lat = snap['latency_ms']
+    frames = sum(1 for m in messages if m[1] == '/cam0/image')
+    base = {'p50': statistics.median(step) * 1e3, 'p95': float(np.percentile(step, 95)) * 1e3}
+    rows = []
+    for q in ('p50', 'p95'):
+        r = row(f'e2e_{variant}_346x260_20hz_{q}', 'ms', lat['end_to_end'][q], base[q],
+                'model step alone (Runtime.infer, 1 window + frame)')
+        r.update(variant=variant, input_size=list(size), seconds=seconds, frames=frames,
+                 windows=snap['windows'], published=lat['end_to_end']['count'],
+                 dropped=snap['dropped'], feed_late_max_s=late,
+                 stages={s: {k: lat[s][k] for k in ('p50', 'p95', 'max', 'count')}
+                         for s in STAGES})
+        rows.append(r)
+    return rows
+
+
+# -- event rate ---------------------------------------------------------------------------
+def cutter_seconds(messages, msgtype):
+    """Seconds to push every message through a fresh WindowCutter in rate mode."""
+    events_type = 'dvs' if msgtype == EVENT_ARRAY else 'event_camera'
+    params = make_params({'cam0.events_topic': '/cam0/events', 'cam0.events_type': events_type,
+                          'window.mode': 'rate'})
+    cutter = WindowCutter(params.cameras[0], params.values)
+    windows = 0
+    start = time.perf_counter()
+    for i, data in enumerate(messages):
+        windows += len(cutter.events(data, T0 + (i + 1) * MS))
+    return time.perf_counter() - start, windows
+
+
+def rosbags_seconds(messages, msgtype, width, height):
+    store = typestore()
+    start = time.perf_counter()
+    if msgtype == EVENT_ARRAY:
+        for data in messages:
+            store.deserialize_cdr(data, EVENT_ARRAY)
+    else:
+        state = Evt3State()
+        for data in messages:
+            msg = store.deserialize_cdr(data, EVENT_PACKET)
+            state = reference_decode(msg.events.view('<u2'), state, width, height).state
+    return time.perf_counter() - start
+
+
+def bench_cutter(quick):
+    width, height = 640, 480
+    seconds = 0.25 if quick else 0.5
+    rows = []
+    for per_packet in (1000, 10_000):
+        packets = event_stream(seconds, per_packet, width, height, seed=per_packet)
+        n = per_packet * len(packets)
+        for msgtype, name in ((EVENT_ARRAY, 'eventarray'), (EVENT_PACKET, 'evt3')):
+            messages = encode_stream(packets, msgtype, width, height)
+            runs = [cutter_seconds(messages, msgtype) for _ in range(3 if quick else 5)]
+            t_ours = statistics.median(r[0] for r in runs)
+            # rosbags builds Python objects per event (or decodes word by word): time a slice.
+            sample = messages[:max(2, 40_000 // per_packet)]
+            t_base = median_seconds(lambda: rosbags_seconds(sample, msgtype, width, height),
+                                    repeat=3, warmup=1)
+            stream = per_packet * 1000
+            r = row(f'cutter_{name}_1ms_{per_packet // 1000}k', 'Mev/s', n / t_ours / 1e6,
+                    len(sample) * per_packet / t_base / 1e6,
+                    'rosbags deserialize_cdr (EVT3: + per-word Python decoder)')
+            r.update(stream_mev_s=stream / 1e6, realtime_factor=n / t_ours / stream,
+                     packets_per_s=len(messages) / t_ours, windows=runs[0][1], events=n,
+                     baseline_sample_events=len(sample) * per_packet)
+            rows.append(r)
+            print(f'  {r["name"]:<30} {r["ours"]:8.1f} Mev/s, {r["packets_per_s"]:9.0f} '
+                  f'packets/s, {r["realtime_factor"]:6.1f}x real time', flush=True)
+    return rows
+
+
+def print_stages(rows):
+    print('\nper stage (ms)          p50        p95        max')
+    for r in rows:
+        if not r['name'].endswith('_p50'):
+            continue
+        print(f'{r["variant"]}: {r["windows"]} windows of {r["frames"]} frames, '
+              f'dropped {sum(r["dropped"].values())}')
+        for stage, s in r['stages'].items():
+            cells = ' '.join('         -' if s[k] is None else f'{s[k]:10.2f}'
+                             for k in ('p50', 'p95', 'max'))
+            print(f'  {stage:<18} {cells}')
+
+
+def run(json_path=None, quick=False, variants=('gep_tiny', 'gep_small'), command=''):
+    # The event rates first: rosbags' per-event objects cost more once torch's are alive.
+    rates = bench_cutter(quick)
+    seconds = 2.0 if quick else 5.0
+    latency = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in variants:
+            print(f'  {variant}: {seconds:g} s of camera at its real pace ...', flush=True)
+            latency += bench_latency(variant, seconds, quick, tmp)
+    print_table('pipeline end-to-end latency, CPU (ms; ratio = pipeline / model step)',
+                latency)
+    print_stages(latency)
+    print_table('decode + window, WindowCutter (Mev/s; ratio = ours / rosbags)', rates)
+    write_json(json_path, 'pipeline', latency + rates, command)
+    return latency + rates

@@ -1,0 +1,618 @@
+"""Replay a recorded bag through the perception pipeline, without ROS, and evaluate it.
+
+`replay(ReplayOptions(...))` reads the bag's event, image and camera-info topics in receive
+order and feeds their raw bytes to the very `Pipeline` the node runs: as fast as it goes,
+every window processed (`block_when_full`), or with `realtime` at the recorded pace with the
+node's drop policy. Outputs go into a new ROS 2 bag, each written at its header stamp, with
+the inputs copied beside them so the bag plays on its own in Foxglove. Where the bag has
+ground truth (a 32FC1 / 16UC1 depth image topic, a mono8 label topic) each output is matched
+to the ground truth of the same stamp, or the nearest within half a frame period, and depth
+and segmentation metrics accumulate per pixel over the whole bag. The result is a
+JSON-ready report; panels (events, frame, prediction, ground truth, error) of a few evenly
+spaced windows go beside it as PNG files.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+import json
+from pathlib import Path
+import statistics
+import sys
+import time
+
+import numpy as np
+import yaml
+
+from .bag import BagReader, BagWriter
+from .msgtypes import EVENT_ARRAY, EVENT_TYPES
+from .outputs import OUTPUTS, resize_depth, resize_labels
+from .params import flatten, load_params, NODE_NAME, ParamError
+from .wire.cdr import CdrReader, WireError
+from .wire.image import CAMERA_INFO, decode_image, IMAGE, image_to_rgb
+from .wire.std import read_header
+
+GT_WORDS = {'depth': ('depth',), 'labels': ('label', 'semantic', 'seg')}
+GT_ENCODINGS = {'depth': ('32FC1', '16UC1'), 'labels': ('mono8', '8UC1')}
+CUTOFFS = (10, 20, 30)  # metres: the MVSEC cut-offs of E2Depth, RAM-Net and GEP
+NONE = 'none'  # a topic option set to this turns the topic off
+
+
+class ReplayError(Exception):
+    """A replay that cannot start (topics, parameters, backend); the message says why."""
+
+
+@dataclass
+class ReplayOptions:
+    bag: Path
+    weights: Path
+    out_bag: Path
+    report: Path = None  # default: report.json inside the output bag folder
+    config: Path = None
+    events_topic: str = None  # None: found by type; 'none' turns image / info / GT off
+    image_topic: str = None
+    camera_info_topic: str = None
+    depth_gt_topic: str = None
+    labels_gt_topic: str = None
+    backend: str = None  # None: the config's (default auto)
+    max_batch: int = None
+    realtime: bool = False
+    panels: int = 4
+    copy_inputs: bool = True
+    progress: bool = None  # None: when stderr is a terminal
+
+
+@dataclass
+class Topics:
+    events: str
+    events_msgtype: str
+    image: str = ''
+    camera_info: str = ''
+    depth_gt: str = ''
+    labels_gt: str = ''
+
+
+# -- topics ---------------------------------------------------------------------------------
+def _names(topics):
+    return ', '.join(topics) or 'none'
+
+
+def _choose(bag, kind, candidates, option, required=True):
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        if required:
+            raise ReplayError(f'{bag}: no {kind} topic; name one with {option}')
+        return ''
+    raise ReplayError(f'{bag}: {len(candidates)} {kind} topics ({_names(candidates)}); '
+                      f'choose one with {option}')
+
+
+def _given(reader, topic, msgtypes, kind, option):
+    """Check a topic named on the command line or in the config; '' for 'none'."""
+    if topic == NONE or topic == '':
+        return ''
+    info = reader.topics.get(topic)
+    if info is None:
+        known = [t for t, i in reader.topics.items() if i.msgtype in msgtypes]
+        raise ReplayError(f'{reader.path}: {option} {topic}: no such topic in the bag '
+                          f'({kind} topics: {_names(known)})')
+    if info.msgtype not in msgtypes:
+        raise ReplayError(f'{reader.path}: {option} {topic} carries {info.msgtype}, '
+                          f'not {" or ".join(msgtypes)}')
+    return topic
+
+
+def _first_encoding(reader, topic):
+    """Return the encoding of the first decodable message of an Image topic, or None."""
+    for i, msg in enumerate(reader.messages([topic])):
+        try:
+            return decode_image(msg.data).encoding
+        except WireError:
+            if i >= 10:
+                return None
+    return None
+
+
+def _config_topics(path):
+    """Return cam0's topic parameters that the config file sets explicitly."""
+    if path is None:
+        return {}
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+        section = (doc.get(NODE_NAME) or doc.get('/**') or {}).get('ros__parameters') or {}
+        values = flatten(section)
+    except (OSError, yaml.YAMLError, AttributeError):
+        return {}  # load_params reports what is wrong with the file
+    keys = ('events_topic', 'image_topic', 'camera_info_topic')
+    return {k: values[f'cam0.{k}'] for k in keys if f'cam0.{k}' in values}
+
+
+def find_topics(reader, options):
+    """Resolve cam0's topics and the ground-truth topics: options, config, else by type."""
+    config = _config_topics(options.config)
+    by_type = {}
+    for topic, info in reader.topics.items():
+        by_type.setdefault(info.msgtype, []).append(topic)
+    events = options.events_topic or config.get('events_topic')
+    if events:
+        events = _given(reader, events, EVENT_TYPES, 'event', '--events-topic')
+    else:
+        events = _choose(reader.path, 'event (EventArray or EventPacket)',
+                         [t for t in reader.topics if reader.topics[t].msgtype in EVENT_TYPES],
+                         '--events-topic')
+    if not events:
+        raise ReplayError(f'{reader.path}: --events-topic cannot be {NONE}')
+    images = by_type.get(IMAGE, [])
+    gt = {}
+    for kind, option in (('depth', '--depth-gt-topic'), ('labels', '--labels-gt-topic')):
+        given = getattr(options, f'{kind}_gt_topic')
+        if given is not None:
+            gt[kind] = _given(reader, given, (IMAGE,), 'image', option)
+            continue
+        named = [t for t in images if any(w in t.lower() for w in GT_WORDS[kind])]
+        found = [t for t in named if _first_encoding(reader, t) in GT_ENCODINGS[kind]]
+        gt[kind] = _choose(reader.path, f'{kind} ground-truth ({"/".join(GT_ENCODINGS[kind])})',
+                           found, option, required=False)
+    image = options.image_topic if options.image_topic is not None else \
+        config.get('image_topic')
+    if image is not None:
+        image = _given(reader, image, (IMAGE,), 'image', '--image-topic')
+    else:
+        frames = [t for t in images if t not in gt.values()
+                  and not any(w in t.lower() for words in GT_WORDS.values() for w in words)]
+        image = _choose(reader.path, 'image', frames, '--image-topic', required=False)
+    info = options.camera_info_topic if options.camera_info_topic is not None else \
+        config.get('camera_info_topic')
+    if info is not None:
+        info = _given(reader, info, (CAMERA_INFO,), 'camera info', '--camera-info-topic')
+    else:
+        infos = by_type.get(CAMERA_INFO, [])
+        home = (image or events).rsplit('/', 1)[0] + '/'
+        if len(infos) > 1 and sum(t.startswith(home) for t in infos) == 1:
+            infos = [t for t in infos if t.startswith(home)]
+        info = _choose(reader.path, 'camera info', infos, '--camera-info-topic',
+                       required=False)
+    return Topics(events, reader.topics[events].msgtype, image, info, gt['depth'],
+                  gt['labels'])
+
+
+def make_replay_params(options, topics):
+    """Build the pipeline parameters: the config file, cam0's topics, the command line."""
+    overrides = {'cam0.events_topic': topics.events,
+                 'cam0.events_type': 'dvs' if topics.events_msgtype == EVENT_ARRAY
+                 else 'event_camera',
+                 'cam0.image_topic': topics.image, 'cam0.camera_info_topic': topics.camera_info}
+    if options.backend is not None:
+        overrides['backend'] = options.backend
+    if options.max_batch is not None:
+        overrides['max_batch'] = options.max_batch
+    try:
+        return load_params(options.config, overrides=overrides)
+    except ParamError as exc:
+        raise ReplayError(str(exc)) from None
+
+
+# -- ground truth ---------------------------------------------------------------------------
+def decode_ground_truth(kind, data, num_classes):
+    """Decode a GT image: depth float32 metres (NaN invalid), or labels uint8 (255 ignored).
+
+    Raises WireError for bytes that do not decode or an encoding of the wrong kind.
+    """
+    image = decode_image(data)
+    if image.encoding not in GT_ENCODINGS[kind]:
+        raise WireError(IMAGE, 'encoding', None, f'{kind} ground truth in {image.encoding}, '
+                        f'expected {" or ".join(GT_ENCODINGS[kind])}')
+    if kind == 'depth':
+        depth = image.array.astype(np.float32)
+        if image.encoding == '16UC1':
+            depth /= 1000.0  # millimetres (REP 118)
+        depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+        return image.header.stamp_ns, depth
+    labels = np.array(image.array, np.uint8)
+    labels[labels >= num_classes] = 255
+    return image.header.stamp_ns, labels
+
+
+class GroundTruthMatch:
+    """Pair predictions with ground truth by stamp and accumulate the metrics.
+
+    Ground truth of each kind (depth, labels) is kept by stamp for a short while; a
+    prediction takes the exact stamp, else the nearest one within half the ground truth's
+    frame period (the median spacing of its stamps), and waits until no nearer one can
+    arrive. Outputs arrive in stamp order, so older ground truth is forgotten.
+    """
+
+    def __init__(self, kinds, class_names, depth_range, keep=256):
+        from gep_model.metrics import DepthMetrics, SegmentationMetrics
+        self.kinds = tuple(kinds)
+        self.class_names = list(class_names)
+        self.depth = DepthMetrics(CUTOFFS, *depth_range)
+        self.segmentation = SegmentationMetrics(len(self.class_names), ignore_index=255)
+        self.gt = {k: {} for k in self.kinds}  # kind -> {stamp: array}
+        self.spacing = {k: deque(maxlen=32) for k in self.kinds}
+        self.last = dict.fromkeys(self.kinds)  # newest GT stamp per kind
+        self.pending = deque()  # (stamp, {'depth': ..., 'labels': ...})
+        self.keep = keep
+        self.frames = dict.fromkeys(self.kinds, 0)  # predictions matched, per kind
+        self.unmatched = dict.fromkeys(self.kinds, 0)
+        self.gt_valid_pixels = 0  # depth GT pixels in range, to report prediction coverage
+
+    def tolerance(self, kind):
+        steps = self.spacing[kind]
+        return statistics.median(steps) // 2 if steps else 0
+
+    def add_gt(self, kind, stamp, array):
+        last = self.last[kind]
+        if last is not None and stamp > last:
+            self.spacing[kind].append(stamp - last)
+        self.last[kind] = stamp if last is None else max(stamp, last)
+        table = self.gt[kind]
+        table[stamp] = array
+        while len(table) > self.keep:
+            del table[min(table)]
+
+    def add_prediction(self, stamp, prediction):
+        self.pending.append((stamp, prediction))
+
+    def _ready(self, kind, stamp, final):
+        if final or stamp in self.gt[kind]:
+            return True
+        last = self.last[kind]
+        return len(self.spacing[kind]) > 0 and last >= stamp + self.tolerance(kind)
+
+    def _nearest(self, kind, stamp):
+        table = self.gt[kind]
+        if stamp in table:
+            return table[stamp]
+        tol = self.tolerance(kind)
+        near = [s for s in table if abs(s - stamp) <= tol]
+        return table[min(near, key=lambda s: (abs(s - stamp), s))] if near else None
+
+    def resolve(self, final=False):
+        """Evaluate the predictions whose match is settled; return [(stamp, pred, gt)]."""
+        done = []
+        while self.pending and all(self._ready(k, self.pending[0][0], final or
+                                               len(self.pending) > self.keep)
+                                   for k in self.kinds):
+            stamp, prediction = self.pending.popleft()
+            truth = {k: self._nearest(k, stamp) for k in self.kinds}
+            self._update(prediction, truth)
+            done.append((stamp, prediction, truth))
+            for kind in self.kinds:
+                old = stamp - self.tolerance(kind)
+                for s in [s for s in self.gt[kind] if s < old]:
+                    del self.gt[kind][s]
+        return done
+
+    def _update(self, prediction, truth):
+        import torch
+        for kind in self.kinds:
+            if truth[kind] is None or prediction.get(kind) is None:
+                self.unmatched[kind] += 1
+                continue
+            self.frames[kind] += 1
+            target = truth[kind]
+            if kind == 'depth':
+                pred = resize_depth(prediction['depth'], target.shape)
+                t = torch.from_numpy(target)[None]
+                self.depth.update(torch.from_numpy(pred)[None], t,
+                                  torch.from_numpy(np.isfinite(pred))[None])
+                lo, hi = self.depth.min_depth, self.depth.max_depth
+                self.gt_valid_pixels += int(((target >= lo) & (target <= hi)).sum())
+            else:
+                pred = resize_labels(prediction['labels'], target.shape)
+                self.segmentation.update(torch.from_numpy(pred.astype(np.int64))[None],
+                                         torch.from_numpy(target.astype(np.int64))[None])
+
+    def metrics(self):
+        """Return the report's `metrics`: depth and segmentation, where GT was matched."""
+        out = {}
+        if 'depth' in self.kinds and self.frames['depth']:
+            depth = self.depth.compute()
+            depth['pixels'] = int(depth.pop('count'))
+            depth['coverage'] = depth['pixels'] / self.gt_valid_pixels \
+                if self.gt_valid_pixels else None
+            depth.update(frames=self.frames['depth'], unmatched=self.unmatched['depth'],
+                         min_depth=self.depth.min_depth, max_depth=self.depth.max_depth,
+                         cutoffs=list(CUTOFFS))
+            out['depth'] = depth
+        if 'labels' in self.kinds and self.frames['labels']:
+            seg = self.segmentation.compute()
+            seg['iou'] = dict(zip(self.class_names, seg['iou'].tolist()))
+            seg['class_acc'] = dict(zip(self.class_names, seg['class_acc'].tolist()))
+            seg.update(frames=self.frames['labels'], unmatched=self.unmatched['labels'],
+                       num_classes=len(self.class_names))
+            out['segmentation'] = seg
+        return out
+
+
+# -- panels ---------------------------------------------------------------------------------
+class PanelTap:
+    """Wraps the pipeline's representation to keep the events of chosen windows.
+
+    Called on the inference thread in window order; `windows` maps each chosen window's end
+    stamp to (index, events, t0, t1, (height, width)).
+    """
+
+    def __init__(self, representation, chosen):
+        self.representation = representation
+        self.chosen = set(chosen)
+        self.count = 0
+        self.first_end = None  # end stamp of the first window
+        self.windows = {}
+
+    def __call__(self, events, t0, t1, height, width):
+        if self.first_end is None:
+            self.first_end = int(t1)
+        if self.count in self.chosen:
+            self.windows[int(t1)] = (self.count, events, t0, t1, (height, width))
+        self.count += 1
+        return self.representation(events, t0, t1, height, width)
+
+
+def render_panel(path, title, events_rgb, frame, prediction, truth, palette):
+    """Write one window's panel as a PNG: inputs, prediction, ground truth, depth error."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    depth, labels = prediction.get('depth'), prediction.get('labels')
+    gt_depth, gt_labels = truth.get('depth'), truth.get('labels')
+    tiles = [('events (polarity_rgb)', events_rgb, None), ('frame', frame, None)]
+    finite = [a[np.isfinite(a)] for a in (depth, gt_depth) if a is not None]
+    finite = np.concatenate(finite) if finite else np.empty(0)
+    vmin, vmax = np.percentile(finite, (1, 99)) if finite.size else (0.0, 1.0)
+    if depth is not None:
+        tiles.append(('predicted depth (m)', depth, ('turbo_r', vmin, vmax)))
+    if labels is not None:
+        tiles.append(('predicted labels', palette[np.minimum(labels, len(palette) - 1)], None))
+    if gt_depth is not None:
+        tiles.append(('ground-truth depth (m)', gt_depth, ('turbo_r', vmin, vmax)))
+    if gt_labels is not None:
+        shown = palette[np.minimum(gt_labels, len(palette) - 1)]
+        shown[gt_labels == 255] = 255
+        tiles.append(('ground-truth labels', shown, None))
+    if gt_depth is not None and depth is not None:
+        error = np.abs(resize_depth(depth, gt_depth.shape) - gt_depth)
+        top = np.nanpercentile(error, 99) if np.isfinite(error).any() else 1.0
+        tiles.append(('|depth error| (m)', error, ('inferno', 0.0, top)))
+    tiles = [t for t in tiles if t[1] is not None]
+    cols = 4 if len(tiles) > 4 else len(tiles)
+    rows = -(-len(tiles) // cols)
+    fig = Figure(figsize=(4 * cols, 3.2 * rows + 0.4))
+    FigureCanvasAgg(fig)
+    for i, (name, image, scale) in enumerate(tiles):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        if scale is None:
+            ax.imshow(image)
+        else:
+            shown = ax.imshow(image, cmap=scale[0], vmin=scale[1], vmax=scale[2])
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+        ax.set_title(name, fontsize=9)
+        ax.axis('off')
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def _panel_windows(reader, topics, values, count):
+    """Return indices of `count` evenly spaced windows of the expected number."""
+    if count <= 0:
+        return []
+    mode = values['window.mode']
+    if (mode == 'auto' and topics.image) or mode == 'image':
+        expected = reader.topics[topics.image].count if topics.image else 0
+    else:
+        expected = int(reader.duration_ns / 1e9 * values['window.rate_hz'])
+    expected = max(expected, 1)
+    return sorted({int((i + 0.5) * expected / count) for i in range(count)})
+
+
+# -- the run --------------------------------------------------------------------------------
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+class _Outputs:
+    """The publish callback: outputs wait here until the reading thread writes them."""
+
+    def __init__(self):
+        self.queue = deque()
+
+    def __call__(self, topic, data):
+        self.queue.append((topic, data))
+
+
+class _Run:
+    """One replay: the pipeline, the output bag, ground-truth matching and panel material."""
+
+    def __init__(self, options, reader, topics, params, artifact, runtime):
+        from .pipeline import Pipeline
+        self.options, self.reader, self.topics = options, reader, topics
+        self.params, self.artifact, self.runtime = params, artifact, runtime
+        self.classes = artifact.meta['class_names']
+        self.sink = _Outputs()
+        self.pipeline = Pipeline(params, runtime, self.sink,
+                                 block_when_full=not options.realtime)
+        self.tap = PanelTap(self.pipeline.representation,
+                            _panel_windows(reader, topics, params.values, options.panels))
+        self.pipeline.representation = self.tap  # keeps the chosen windows' events
+        cam0 = self.pipeline.cameras['cam0'].camera
+        self.evaluated = {cam0.output_topic(OUTPUTS[name][0]): kind
+                          for kind, name in (('depth', 'depth'), ('labels', 'segmentation'))
+                          if name in self.pipeline.enabled}
+        self.gt_topics = {t: k for k, t in (('depth', topics.depth_gt),
+                                            ('labels', topics.labels_gt)) if t}
+        self.match = GroundTruthMatch(self.gt_topics.values(), self.classes,
+                                      artifact.meta['depth_range'])
+        self.outputs = self.pipeline.output_topics()
+        self.inputs = [t for t, _ in self.pipeline.subscriptions()] + list(self.gt_topics)
+        self.gt_rejected = {}
+        self.grouped, self.panels, self.frames = {}, [], {}
+        # Frames kept for the panels: more than can wait in the cutter and the queue.
+        self.keep_frames = 4 * params['queue_size'] + 2 * params['max_batch'] + 16
+        self.writer = None
+
+    def run(self, writer):
+        """Feed every message, write inputs and outputs; return the loop's wall seconds."""
+        from tqdm import tqdm
+        self.writer = writer
+        for topic, msgtype in self.outputs.items():
+            writer.add_topic(topic, msgtype)
+        if self.options.copy_inputs:
+            for topic in self.inputs:
+                writer.add_topic(topic, self.reader.topics[topic].msgtype)
+        progress = self.options.progress
+        progress = sys.stderr.isatty() if progress is None else progress
+        total = sum(self.reader.topics[t].count for t in self.inputs)
+        first_ns, start = None, time.perf_counter()
+        try:
+            for msg in tqdm(self.reader.messages(self.inputs), total=total, unit='msg',
+                            disable=not progress, desc='replay'):
+                if self.options.realtime:
+                    first_ns = msg.time_ns if first_ns is None else first_ns
+                    wait = (msg.time_ns - first_ns) / 1e9 - (time.perf_counter() - start)
+                    if wait > 0:
+                        time.sleep(wait)
+                accepted = self._feed(msg)
+                if accepted and self.options.copy_inputs:
+                    writer.write(msg.topic, msg.time_ns, msg.data)
+                self._drain()
+            self.pipeline.flush()
+            self._drain(final=True)
+        finally:
+            self.pipeline.close()
+        return time.perf_counter() - start
+
+    def _feed(self, msg):
+        """Give one message to the pipeline or the matcher; False if it was rejected."""
+        kind = self.gt_topics.get(msg.topic)
+        if kind is not None:
+            try:
+                self.match.add_gt(kind, *decode_ground_truth(kind, msg.data, len(self.classes)))
+            except WireError as exc:
+                reason = f'{msg.topic}: {exc.field}'
+                self.gt_rejected[reason] = self.gt_rejected.get(reason, 0) + 1
+                return False
+            return True
+        rejected = self.pipeline.stats.rejected
+        before = sum(rejected.values())
+        self.pipeline.feed(msg.topic, msg.data, msg.time_ns)
+        if sum(rejected.values()) != before:
+            return False
+        if msg.topic == self.topics.image and self.options.panels:
+            self.frames[read_header(CdrReader(msg.data, IMAGE)).stamp_ns] = msg.data
+            while len(self.frames) > self.keep_frames:
+                del self.frames[next(iter(self.frames))]
+        return True
+
+    def _drain(self, final=False):
+        """Write the published outputs at their stamps; evaluate complete predictions."""
+        while self.sink.queue:
+            topic, data = self.sink.queue.popleft()
+            stamp = read_header(CdrReader(data, self.outputs[topic])).stamp_ns
+            self.writer.write(topic, stamp, data)
+            kind = self.evaluated.get(topic)
+            if kind is None:
+                continue
+            group = self.grouped.setdefault(stamp, {})
+            group[kind] = np.array(decode_image(data).array)
+            if len(group) == len(self.evaluated):
+                self.match.add_prediction(stamp, self.grouped.pop(stamp))
+        for stamp, prediction, truth in self.match.resolve(final):
+            if stamp in self.tap.windows:
+                self.panels.append((stamp, self.tap.windows.pop(stamp),
+                                    self.frames.get(stamp), prediction, truth))
+
+    def report(self, wall, setup):
+        """Return counts, latency and metrics of the run, panels not yet written."""
+        options, meta, snap = self.options, self.artifact.meta, self.pipeline.snapshot()
+        snap['rejected'].update(self.gt_rejected)
+        topics = self.topics
+        return {
+            'bag': str(options.bag), 'out_bag': str(options.out_bag),
+            'topics': {'events': topics.events, 'image': topics.image,
+                       'camera_info': topics.camera_info, 'depth_gt': topics.depth_gt,
+                       'labels_gt': topics.labels_gt},
+            'weights': {'path': str(options.weights), 'variant': meta['variant'],
+                        'digest': self.artifact.digest,
+                        'provenance': meta.get('provenance', {})},
+            'backend': self.runtime.name, 'max_batch': self.params['max_batch'],
+            'mode': 'realtime' if options.realtime else 'fast',
+            'window_mode': self.pipeline.cameras['cam0'].mode,
+            'windows': snap['windows'], 'outputs': snap['outputs'],
+            'dropped': snap['dropped'], 'rejected': snap['rejected'],
+            'resets': snap['resets'], 'inputs': snap['inputs'], 'events': snap['events'],
+            'latency_ms': snap['latency_ms'],
+            'inference_error': repr(self.pipeline.error) if self.pipeline.error else None,
+            'metrics': self.match.metrics(),
+            'setup_s': setup, 'wall_s': wall,
+            'windows_per_s': snap['windows'] / wall if wall > 0 else None,
+        }
+
+
+def replay(options):
+    """Run the replay described by `options`; return the report (JSON-ready dict)."""
+    from gep_model.artifact import load_artifact
+    from gep_model.runtime import make_runtime
+    started = time.perf_counter()
+    if Path(options.out_bag).exists():
+        raise ReplayError(f'{options.out_bag}: already exists; choose a new output path')
+    with BagReader(options.bag) as reader:
+        topics = find_topics(reader, options)
+        params = make_replay_params(options, topics)
+        missing = [c.events_topic for c in params.cameras if c.events_topic not in reader.topics]
+        if missing:
+            raise ReplayError(f'{options.bag}: no topic {missing[0]} in the bag '
+                              f'(event topics: {_names(reader.event_topics())})')
+        artifact = load_artifact(options.weights)
+        try:
+            runtime = make_runtime(artifact, params['backend'], params['max_batch'],
+                                   params['precision'], params['engine_cache'] or None)
+        except (ValueError, RuntimeError) as exc:
+            raise ReplayError(f'backend: {exc}') from None
+        run = _Run(options, reader, topics, params, artifact, runtime)
+        setup = time.perf_counter() - started
+        with BagWriter(options.out_bag) as writer:
+            wall = run.run(writer)
+        report = run.report(wall, setup)
+    path = Path(options.report) if options.report else Path(options.out_bag) / 'report.json'
+    report['report'] = str(path)
+    palette = np.asarray(artifact.meta['palette'], np.uint8)
+    report['panels'] = write_panels(path, run.panels, palette, run.tap.first_end or 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = _jsonable(report)
+    path.write_text(json.dumps(report, indent=2, allow_nan=False) + '\n')
+    return report
+
+
+def _shrink(rgb, side=480):
+    """Downsample an event image by block minimum, so that sparse ink stays visible."""
+    f = -(-max(rgb.shape[:2]) // side)
+    if f <= 1:
+        return rgb
+    h, w = rgb.shape[0] // f * f, rgb.shape[1] // f * f
+    return rgb[:h, :w].reshape(h // f, f, w // f, f, 3).min(axis=(1, 3))
+
+
+def write_panels(report_path, panels, palette, first_end=0):
+    """Render the collected panels beside the report; return their paths."""
+    from gep_model.events import make_representation
+    polarity = make_representation('polarity_rgb')
+    paths = []
+    for stamp, (index, events, t0, t1, sensor), frame_data, prediction, truth in panels:
+        events_rgb = _shrink(polarity(events, t0, t1, *sensor).permute(1, 2, 0).numpy())
+        frame = image_to_rgb(decode_image(frame_data)) if frame_data is not None else None
+        path = report_path.with_name(f'{report_path.stem}_window_{index:05d}.png')
+        title = f'window {index}, ending {(stamp - first_end) / 1e9:.3f} s after the first ' \
+                f'(stamp {stamp}): {(t1 - t0) / 1e6:.1f} ms, {len(events)} events'
+        path.parent.mkdir(parents=True, exist_ok=True)
+        render_panel(path, title, events_rgb, frame, prediction, truth, palette)
+        paths.append(str(path))
+    return paths
