@@ -24,15 +24,17 @@ import numpy as np
 import yaml
 
 from .bag import BagReader, BagWriter
-from .msgtypes import EVENT_ARRAY, EVENT_TYPES
+from .msgtypes import EVENT_ARRAY
 from .outputs import OUTPUTS, resize_depth, resize_labels
 from .params import flatten, load_params, NODE_NAME, ParamError
+from .topics import depth_metres, find_topics as topics_by_type, label_ids, TopicError
 from .wire.cdr import CdrReader, WireError
-from .wire.image import CAMERA_INFO, decode_image, IMAGE, image_to_rgb
+from .wire.image import decode_image, IMAGE, image_to_rgb
 from .wire.std import read_header
 
-GT_WORDS = {'depth': ('depth',), 'labels': ('label', 'semantic', 'seg')}
-GT_ENCODINGS = {'depth': ('32FC1', '16UC1'), 'labels': ('mono8', '8UC1')}
+OPTION_NAMES = {'events': '--events-topic', 'image': '--image-topic',
+                'camera_info': '--camera-info-topic', 'depth': '--depth-gt-topic',
+                'labels': '--labels-gt-topic'}
 CUTOFFS = (10, 20, 30)  # metres: the MVSEC cut-offs of E2Depth, RAM-Net and GEP
 NONE = 'none'  # a topic option set to this turns the topic off
 
@@ -61,58 +63,6 @@ class ReplayOptions:
     progress: bool = None  # None: when stderr is a terminal
 
 
-@dataclass
-class Topics:
-    events: str
-    events_msgtype: str
-    image: str = ''
-    camera_info: str = ''
-    depth_gt: str = ''
-    labels_gt: str = ''
-
-
-# -- topics ---------------------------------------------------------------------------------
-def _names(topics):
-    return ', '.join(topics) or 'none'
-
-
-def _choose(bag, kind, candidates, option, required=True):
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        if required:
-            raise ReplayError(f'{bag}: no {kind} topic; name one with {option}')
-        return ''
-    raise ReplayError(f'{bag}: {len(candidates)} {kind} topics ({_names(candidates)}); '
-                      f'choose one with {option}')
-
-
-def _given(reader, topic, msgtypes, kind, option):
-    """Check a topic named on the command line or in the config; '' for 'none'."""
-    if topic == NONE or topic == '':
-        return ''
-    info = reader.topics.get(topic)
-    if info is None:
-        known = [t for t, i in reader.topics.items() if i.msgtype in msgtypes]
-        raise ReplayError(f'{reader.path}: {option} {topic}: no such topic in the bag '
-                          f'({kind} topics: {_names(known)})')
-    if info.msgtype not in msgtypes:
-        raise ReplayError(f'{reader.path}: {option} {topic} carries {info.msgtype}, '
-                          f'not {" or ".join(msgtypes)}')
-    return topic
-
-
-def _first_encoding(reader, topic):
-    """Return the encoding of the first decodable message of an Image topic, or None."""
-    for i, msg in enumerate(reader.messages([topic])):
-        try:
-            return decode_image(msg.data).encoding
-        except WireError:
-            if i >= 10:
-                return None
-    return None
-
-
 def _config_topics(path):
     """Return cam0's topic parameters that the config file sets explicitly."""
     if path is None:
@@ -128,52 +78,19 @@ def _config_topics(path):
 
 
 def find_topics(reader, options):
-    """Resolve cam0's topics and the ground-truth topics: options, config, else by type."""
+    """Resolve cam0's topics and the ground-truth topics: options, then config, then by type."""
     config = _config_topics(options.config)
-    by_type = {}
-    for topic, info in reader.topics.items():
-        by_type.setdefault(info.msgtype, []).append(topic)
-    events = options.events_topic or config.get('events_topic')
-    if events:
-        events = _given(reader, events, EVENT_TYPES, 'event', '--events-topic')
-    else:
-        events = _choose(reader.path, 'event (EventArray or EventPacket)',
-                         [t for t in reader.topics if reader.topics[t].msgtype in EVENT_TYPES],
-                         '--events-topic')
-    if not events:
-        raise ReplayError(f'{reader.path}: --events-topic cannot be {NONE}')
-    images = by_type.get(IMAGE, [])
-    gt = {}
-    for kind, option in (('depth', '--depth-gt-topic'), ('labels', '--labels-gt-topic')):
-        given = getattr(options, f'{kind}_gt_topic')
-        if given is not None:
-            gt[kind] = _given(reader, given, (IMAGE,), 'image', option)
-            continue
-        named = [t for t in images if any(w in t.lower() for w in GT_WORDS[kind])]
-        found = [t for t in named if _first_encoding(reader, t) in GT_ENCODINGS[kind]]
-        gt[kind] = _choose(reader.path, f'{kind} ground-truth ({"/".join(GT_ENCODINGS[kind])})',
-                           found, option, required=False)
-    image = options.image_topic if options.image_topic is not None else \
-        config.get('image_topic')
-    if image is not None:
-        image = _given(reader, image, (IMAGE,), 'image', '--image-topic')
-    else:
-        frames = [t for t in images if t not in gt.values()
-                  and not any(w in t.lower() for words in GT_WORDS.values() for w in words)]
-        image = _choose(reader.path, 'image', frames, '--image-topic', required=False)
-    info = options.camera_info_topic if options.camera_info_topic is not None else \
-        config.get('camera_info_topic')
-    if info is not None:
-        info = _given(reader, info, (CAMERA_INFO,), 'camera info', '--camera-info-topic')
-    else:
-        infos = by_type.get(CAMERA_INFO, [])
-        home = (image or events).rsplit('/', 1)[0] + '/'
-        if len(infos) > 1 and sum(t.startswith(home) for t in infos) == 1:
-            infos = [t for t in infos if t.startswith(home)]
-        info = _choose(reader.path, 'camera info', infos, '--camera-info-topic',
-                       required=False)
-    return Topics(events, reader.topics[events].msgtype, image, info, gt['depth'],
-                  gt['labels'])
+
+    def choice(kind, key):
+        value = getattr(options, f'{key}_topic')
+        return value if value is not None else config.get(f'{key}_topic')
+    try:
+        return topics_by_type(
+            reader, events=choice('events', 'events'), image=choice('image', 'image'),
+            camera_info=choice('camera_info', 'camera_info'), depth=options.depth_gt_topic,
+            labels=options.labels_gt_topic, options=OPTION_NAMES)
+    except TopicError as exc:
+        raise ReplayError(str(exc)) from None
 
 
 def make_replay_params(options, topics):
@@ -199,16 +116,9 @@ def decode_ground_truth(kind, data, num_classes):
     Raises WireError for bytes that do not decode or an encoding of the wrong kind.
     """
     image = decode_image(data)
-    if image.encoding not in GT_ENCODINGS[kind]:
-        raise WireError(IMAGE, 'encoding', None, f'{kind} ground truth in {image.encoding}, '
-                        f'expected {" or ".join(GT_ENCODINGS[kind])}')
     if kind == 'depth':
-        depth = image.array.astype(np.float32)
-        if image.encoding == '16UC1':
-            depth /= 1000.0  # millimetres (REP 118)
-        depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-        return image.header.stamp_ns, depth
-    labels = np.array(image.array, np.uint8)
+        return image.header.stamp_ns, depth_metres(image, 'depth ground truth')
+    labels = label_ids(image, 'label ground truth')
     labels[labels >= num_classes] = 255
     return image.header.stamp_ns, labels
 
@@ -447,8 +357,8 @@ class _Run:
         self.evaluated = {cam0.output_topic(OUTPUTS[name][0]): kind
                           for kind, name in (('depth', 'depth'), ('labels', 'segmentation'))
                           if name in self.pipeline.enabled}
-        self.gt_topics = {t: k for k, t in (('depth', topics.depth_gt),
-                                            ('labels', topics.labels_gt)) if t}
+        self.gt_topics = {t: k for k, t in (('depth', topics.depth),
+                                            ('labels', topics.labels)) if t}
         self.match = GroundTruthMatch(self.gt_topics.values(), self.classes,
                                       artifact.meta['depth_range'])
         self.outputs = self.pipeline.output_topics()
@@ -538,8 +448,8 @@ class _Run:
         return {
             'bag': str(options.bag), 'out_bag': str(options.out_bag),
             'topics': {'events': topics.events, 'image': topics.image,
-                       'camera_info': topics.camera_info, 'depth_gt': topics.depth_gt,
-                       'labels_gt': topics.labels_gt},
+                       'camera_info': topics.camera_info, 'depth_gt': topics.depth,
+                       'labels_gt': topics.labels},
             'weights': {'path': str(options.weights), 'variant': meta['variant'],
                         'digest': self.artifact.digest,
                         'provenance': meta.get('provenance', {})},
@@ -570,7 +480,7 @@ def replay(options):
         missing = [c.events_topic for c in params.cameras if c.events_topic not in reader.topics]
         if missing:
             raise ReplayError(f'{options.bag}: no topic {missing[0]} in the bag '
-                              f'(event topics: {_names(reader.event_topics())})')
+                              f'(event topics: {", ".join(reader.event_topics()) or "none"})')
         artifact = load_artifact(options.weights)
         try:
             runtime = make_runtime(artifact, params['backend'], params['max_batch'],

@@ -252,9 +252,12 @@ def test_bad_weights_and_ambiguous_events_are_one_line(synth_bag, tmp_path, caps
     assert replay(synth_bag, tmp_path / 'no_weights', tmp_path / 'out',
                   '--events-topic', '/dvs/events') == 2
     assert 'no_weights' in error_line(capsys)
-    assert replay(synth_bag, tmp_path / 'no_weights', tmp_path / 'out') == 2
+    # Two event topics: the frame's namespace picks /dvs/events; without frames, it is
+    # ambiguous and the line names both.
+    assert replay(synth_bag, tmp_path / 'no_weights', tmp_path / 'out',
+                  '--image-topic', 'none') == 2
     line = error_line(capsys)
-    assert '/dvs/events' in line and '/event_camera/events' in line
+    assert '/dvs/events' in line and '/event_camera/events' in line and '--events-topic' in line
     assert not (tmp_path / 'out').exists()
 
 

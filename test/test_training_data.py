@@ -128,8 +128,8 @@ def test_ambiguous_topics_name_the_candidates(tmp_path):
                                      '/cam/labels': (grey, 'mono8'),
                                      '/cam/seg': (grey, 'mono8')})
     # Two frame topics, but only /cam/image is beside /cam/events; two label topics there.
-    with pytest.raises(ValueError, match=r'2 labels topics \(/cam/labels, /cam/seg\); pass '
-                                         'labels_topic='):
+    with pytest.raises(ValueError, match=r'2 labels ground-truth topics \(/cam/labels, '
+                                         r'/cam/seg\); choose one with labels_topic='):
         next(iter_bag_windows(tmp_path / 'a'))
     sample = next(iter_bag_windows(tmp_path / 'a', labels_topic='/cam/seg'))
     assert (sample['frame'] == 50).all() and sample['labels'] is not None

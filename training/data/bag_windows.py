@@ -20,7 +20,6 @@ that a window means the same thing whichever source it is cut from.
 """
 
 from collections import deque, OrderedDict
-from dataclasses import dataclass
 import logging
 import os
 from pathlib import Path
@@ -28,19 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from gep_ros.bag import BagReader
-from gep_ros.msgtypes import EVENT_ARRAY, EVENT_PACKET, EVENT_TYPES
+from gep_ros.msgtypes import EVENT_ARRAY, EVENT_PACKET
 from gep_ros.params import make_params
+from gep_ros.topics import depth_metres, find_topics, label_ids
 from gep_ros.windows import WindowCutter
 from gep_ros.wire.cdr import WireError
-from gep_ros.wire.image import decode_image, IMAGE, image_to_rgb
+from gep_ros.wire.image import decode_image, image_to_rgb
 
 log = logging.getLogger('training.data')
 MS = 1_000_000
 WINDOW_DEFAULTS = {'duration_ms': 50.0, 'events': 0}
 WINDOW_KEYS = ('duration_ms', 'events', 'max_lag_ms')
-DEPTH_UNITS = {'32FC1': 1.0, '16UC1': 1000.0}  # encoding -> units a metre (16 bit: mm)
-LABEL_ENCODINGS = ('mono8', '8UC1')
-LABEL_WORDS = ('label', 'semantic', 'seg')
 # Offline nothing may be dropped: a buffer that never overflows or ages out a window still
 # to be cut, and a frame queue that never fills. keep_ms only bounds memory on long bags.
 OFFLINE = {'buffer.max_events': 1 << 40, 'buffer.keep_ms': 10_000.0, 'queue_size': 1 << 30}
@@ -112,106 +109,6 @@ def file_identity(paths):
     return out
 
 
-def depth_metres(image, topic):
-    """Return (H, W) float32 metres from a decoded 32FC1 or 16UC1 (mm) depth image.
-
-    Zero, negative and non-finite values become NaN (no measurement).
-    """
-    if image.encoding not in DEPTH_UNITS:
-        raise ValueError(f'{topic}: depth encoding {image.encoding!r}; expected '
-                         f'{" or ".join(DEPTH_UNITS)}')
-    depth = image.array.astype(np.float32) / np.float32(DEPTH_UNITS[image.encoding])
-    depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
-    return depth
-
-
-def label_ids(image, topic):
-    """Return (H, W) uint8 class ids (a copy) from a decoded mono8 label image."""
-    if image.encoding not in LABEL_ENCODINGS:
-        raise ValueError(f'{topic}: label encoding {image.encoding!r}; expected mono8')
-    return np.array(image.array, np.uint8)
-
-
-@dataclass(frozen=True)
-class BagTopics:
-    events: str
-    events_msgtype: str
-    image: str
-    depth: str = ''
-    labels: str = ''
-
-
-def _namespace(topic):
-    return topic.rsplit('/', 1)[0]
-
-
-def _pick(path, kind, candidates, anchor=None, required=True):
-    """Return the one candidate, else the one in the namespace of `anchor`, else raise."""
-    if len(candidates) > 1 and anchor:
-        near = [c for c in candidates if _namespace(c) == _namespace(anchor)]
-        candidates = near if len(near) == 1 else candidates
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        if required:
-            raise ValueError(f'{path}: no {kind} topic found; pass {kind}_topic=')
-        return ''
-    raise ValueError(f'{path}: {len(candidates)} {kind} topics ({", ".join(candidates)}); '
-                     f'pass {kind}_topic= to choose one')
-
-
-def _first_encodings(bag, topics):
-    """Return the encoding of each image topic's first message (read until all are seen)."""
-    out = {}
-    if topics:
-        for msg in bag.messages(topics):
-            if msg.topic not in out and msg.data:
-                try:
-                    out[msg.topic] = decode_image(msg.data).encoding
-                except WireError:
-                    continue
-                if len(out) == len(topics):
-                    break
-    return out
-
-
-def find_topics(bag, events=None, image=None, depth=None, labels=None):
-    """Resolve the topics of an open BagReader; None: find by type, '' (GT only): none.
-
-    Events: the event topic (EventArray or EventPacket); frames: a sensor_msgs/Image topic
-    that is not GT; depth: a 32FC1 or 16UC1 image topic with 'depth' in its name; labels: a
-    mono8 one with 'label', 'semantic' or 'seg' in its name. Where several fit, the one in
-    the namespace of the other stream wins (/dvs/events beside /dvs/image_raw); where that
-    does not decide, ValueError names the candidates.
-    """
-    path, topics = bag.path, bag.topics
-    for given in (events, image, depth, labels):
-        if given and given not in topics:
-            raise ValueError(f'{path}: no topic {given} (topics: {", ".join(topics)})')
-    images = [t for t, info in topics.items() if info.msgtype == IMAGE and info.count]
-    unknown = [t for t in images if t not in (image, depth, labels)]
-    enc = _first_encodings(bag, unknown) if None in (image, depth, labels) else {}
-    depths = [t for t in unknown if enc.get(t) in DEPTH_UNITS and 'depth' in t.lower()]
-    label_topics = [t for t in unknown if enc.get(t) in LABEL_ENCODINGS
-                    and any(w in t.lower() for w in LABEL_WORDS)]
-    frames = [t for t in unknown if t not in depths + label_topics and t in enc
-              and 'FC' not in enc[t]]
-    event_topics = [t for t, info in topics.items() if info.msgtype in EVENT_TYPES]
-    if image is None and len(frames) == 1:
-        image = frames[0]  # it may then decide between several event topics
-    events = events or _pick(path, 'events', event_topics, image)
-    image = image or _pick(path, 'image', frames, events)
-    depth = depth if depth is not None else _pick(path, 'depth', depths, image, False)
-    labels = labels if labels is not None else _pick(path, 'labels', label_topics, image,
-                                                     False)
-    if topics[events].msgtype not in EVENT_TYPES:
-        raise ValueError(f'{path}: {events} is a {topics[events].msgtype}, not an event topic')
-    for name in (image, depth, labels):
-        if name and topics[name].msgtype != IMAGE:
-            raise ValueError(f'{path}: {name} is a {topics[name].msgtype}, not {IMAGE}')
-    return BagTopics(events, topics[events].msgtype, image, depth, labels)
-
-
 def offline_params(topics, window):
     """Return PerceptionParams for one image-mode camera that drops nothing (OFFLINE)."""
     events_type = {EVENT_ARRAY: 'dvs', EVENT_PACKET: 'event_camera'}[topics.events_msgtype]
@@ -267,7 +164,9 @@ def iter_bag_windows(bag_path, events_topic=None, image_topic=None, depth_topic=
     50 ms). Messages that do not decode are skipped and logged, as the pipeline does.
     """
     with BagReader(bag_path) as bag:
-        topics = find_topics(bag, events_topic, image_topic, depth_topic, labels_topic)
+        topics = find_topics(bag, events_topic, image_topic, '', depth_topic, labels_topic)
+        if not topics.image:
+            raise ValueError(f'{bag_path}: no image topic; windows are cut at frames')
         params = offline_params(topics, window)
         skipped = {}  # topic or reason -> count
 
