@@ -90,7 +90,7 @@ def test_auto_picks_the_best_available_and_refuses_what_is_missing():
     found = available_backends()
     assert found['cpu'][0]
     assert choose_backend('auto') == ('tensorrt' if found['tensorrt'][0] else
-                                      'cuda' if CUDA else 'cpu')
+                                      'cuda' if CUDA else 'onnxruntime')
     with pytest.raises(ValueError, match='unknown backend'):
         choose_backend('fpga')
     if not found['tensorrt'][0]:

@@ -2,7 +2,9 @@
 
 Backends: `tensorrt` (Torch-TensorRT, engine cached on disk), `cuda` (eager, autocast, CUDA
 graphs), `cpu` (eager, optionally torch.compile), `onnxruntime` (exported ONNX on the CPU),
-and `auto`: the best one available here, logged with the reason.
+and `auto`: the best one available here, logged with the reason. On a CPU that is
+onnxruntime, about twice as fast as eager PyTorch for gep_tiny and gep_small (BENCHMARKS.md);
+if its export fails, auto falls back to eager PyTorch and says so.
 """
 
 import importlib.util
@@ -32,7 +34,7 @@ def choose_backend(requested='auto'):
     """Resolve `auto` to the best available backend; refuse an unavailable one by name."""
     found = available_backends()
     if requested == 'auto':
-        for name in ('tensorrt', 'cuda', 'cpu'):
+        for name in ('tensorrt', 'cuda', 'onnxruntime', 'cpu'):
             ok, why = found[name]
             if ok:
                 log.info('runtime backend %s (%s)', name, why)
@@ -49,6 +51,13 @@ def make_runtime(artifact, backend='auto', max_batch=8, precision=None, cache_di
                  **options):
     """Build the runtime for a loaded artifact (see gep_model.artifact.load_artifact)."""
     name = choose_backend(backend)
+    if name == 'onnxruntime' and backend == 'auto':
+        from .ort import OnnxRuntime
+        try:
+            return OnnxRuntime(artifact, max_batch, cache_dir, **options)
+        except Exception as exc:  # noqa: B902 - any export failure: eager still works
+            log.warning('onnxruntime unavailable for this model (%s); using eager cpu', exc)
+            name = 'cpu'
     if name == 'cpu':
         from .eager import CpuRuntime
         return CpuRuntime(artifact, max_batch, **options)
