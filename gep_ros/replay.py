@@ -16,7 +16,6 @@ from collections import deque
 from dataclasses import dataclass
 import json
 from pathlib import Path
-import statistics
 import sys
 import time
 
@@ -24,18 +23,19 @@ import numpy as np
 import yaml
 
 from .bag import BagReader, BagWriter
+from .evaluation import decode_ground_truth, GroundTruthMatch
 from .msgtypes import EVENT_ARRAY
-from .outputs import OUTPUTS, resize_depth, resize_labels
+from .outputs import OUTPUTS
+from .panels import panel_windows, PanelTap, write_panels
 from .params import flatten, load_params, NODE_NAME, ParamError
-from .topics import depth_metres, find_topics as topics_by_type, label_ids, TopicError
+from .topics import find_topics as topics_by_type, TopicError
 from .wire.cdr import CdrReader, WireError
-from .wire.image import decode_image, IMAGE, image_to_rgb
+from .wire.image import decode_image, IMAGE
 from .wire.std import read_header
 
 OPTION_NAMES = {'events': '--events-topic', 'image': '--image-topic',
                 'camera_info': '--camera-info-topic', 'depth': '--depth-gt-topic',
                 'labels': '--labels-gt-topic'}
-CUTOFFS = (10, 20, 30)  # metres: the MVSEC cut-offs of E2Depth, RAM-Net and GEP
 NONE = 'none'  # a topic option set to this turns the topic off
 
 
@@ -109,213 +109,6 @@ def make_replay_params(options, topics):
         raise ReplayError(str(exc)) from None
 
 
-# -- ground truth ---------------------------------------------------------------------------
-def decode_ground_truth(kind, data, num_classes):
-    """Decode a GT image: depth float32 metres (NaN invalid), or labels uint8 (255 ignored).
-
-    Raises WireError for bytes that do not decode or an encoding of the wrong kind.
-    """
-    image = decode_image(data)
-    if kind == 'depth':
-        return image.header.stamp_ns, depth_metres(image, 'depth ground truth')
-    labels = label_ids(image, 'label ground truth')
-    labels[labels >= num_classes] = 255
-    return image.header.stamp_ns, labels
-
-
-class GroundTruthMatch:
-    """Pair predictions with ground truth by stamp and accumulate the metrics.
-
-    Ground truth of each kind (depth, labels) is kept by stamp for a short while; a
-    prediction takes the exact stamp, else the nearest one within half the ground truth's
-    frame period (the median spacing of its stamps), and waits until no nearer one can
-    arrive. Outputs arrive in stamp order, so older ground truth is forgotten.
-    """
-
-    def __init__(self, kinds, class_names, depth_range, keep=256):
-        from gep_model.metrics import DepthMetrics, SegmentationMetrics
-        self.kinds = tuple(kinds)
-        self.class_names = list(class_names)
-        self.depth = DepthMetrics(CUTOFFS, *depth_range)
-        self.segmentation = SegmentationMetrics(len(self.class_names), ignore_index=255)
-        self.gt = {k: {} for k in self.kinds}  # kind -> {stamp: array}
-        self.spacing = {k: deque(maxlen=32) for k in self.kinds}
-        self.last = dict.fromkeys(self.kinds)  # newest GT stamp per kind
-        self.pending = deque()  # (stamp, {'depth': ..., 'labels': ...})
-        self.keep = keep
-        self.frames = dict.fromkeys(self.kinds, 0)  # predictions matched, per kind
-        self.unmatched = dict.fromkeys(self.kinds, 0)
-        self.gt_valid_pixels = 0  # depth GT pixels in range, to report prediction coverage
-
-    def tolerance(self, kind):
-        steps = self.spacing[kind]
-        return statistics.median(steps) // 2 if steps else 0
-
-    def add_gt(self, kind, stamp, array):
-        last = self.last[kind]
-        if last is not None and stamp > last:
-            self.spacing[kind].append(stamp - last)
-        self.last[kind] = stamp if last is None else max(stamp, last)
-        table = self.gt[kind]
-        table[stamp] = array
-        while len(table) > self.keep:
-            del table[min(table)]
-
-    def add_prediction(self, stamp, prediction):
-        self.pending.append((stamp, prediction))
-
-    def _ready(self, kind, stamp, final):
-        if final or stamp in self.gt[kind]:
-            return True
-        last = self.last[kind]
-        return len(self.spacing[kind]) > 0 and last >= stamp + self.tolerance(kind)
-
-    def _nearest(self, kind, stamp):
-        table = self.gt[kind]
-        if stamp in table:
-            return table[stamp]
-        tol = self.tolerance(kind)
-        near = [s for s in table if abs(s - stamp) <= tol]
-        return table[min(near, key=lambda s: (abs(s - stamp), s))] if near else None
-
-    def resolve(self, final=False):
-        """Evaluate the predictions whose match is settled; return [(stamp, pred, gt)]."""
-        done = []
-        while self.pending and all(self._ready(k, self.pending[0][0], final or
-                                               len(self.pending) > self.keep)
-                                   for k in self.kinds):
-            stamp, prediction = self.pending.popleft()
-            truth = {k: self._nearest(k, stamp) for k in self.kinds}
-            self._update(prediction, truth)
-            done.append((stamp, prediction, truth))
-            for kind in self.kinds:
-                old = stamp - self.tolerance(kind)
-                for s in [s for s in self.gt[kind] if s < old]:
-                    del self.gt[kind][s]
-        return done
-
-    def _update(self, prediction, truth):
-        import torch
-        for kind in self.kinds:
-            if truth[kind] is None or prediction.get(kind) is None:
-                self.unmatched[kind] += 1
-                continue
-            self.frames[kind] += 1
-            target = truth[kind]
-            if kind == 'depth':
-                pred = resize_depth(prediction['depth'], target.shape)
-                t = torch.from_numpy(target)[None]
-                self.depth.update(torch.from_numpy(pred)[None], t,
-                                  torch.from_numpy(np.isfinite(pred))[None])
-                lo, hi = self.depth.min_depth, self.depth.max_depth
-                self.gt_valid_pixels += int(((target >= lo) & (target <= hi)).sum())
-            else:
-                pred = resize_labels(prediction['labels'], target.shape)
-                self.segmentation.update(torch.from_numpy(pred.astype(np.int64))[None],
-                                         torch.from_numpy(target.astype(np.int64))[None])
-
-    def metrics(self):
-        """Return the report's `metrics`: depth and segmentation, where GT was matched."""
-        out = {}
-        if 'depth' in self.kinds and self.frames['depth']:
-            depth = self.depth.compute()
-            depth['pixels'] = int(depth.pop('count'))
-            depth['coverage'] = depth['pixels'] / self.gt_valid_pixels \
-                if self.gt_valid_pixels else None
-            depth.update(frames=self.frames['depth'], unmatched=self.unmatched['depth'],
-                         min_depth=self.depth.min_depth, max_depth=self.depth.max_depth,
-                         cutoffs=list(CUTOFFS))
-            out['depth'] = depth
-        if 'labels' in self.kinds and self.frames['labels']:
-            seg = self.segmentation.compute()
-            seg['iou'] = dict(zip(self.class_names, seg['iou'].tolist()))
-            seg['class_acc'] = dict(zip(self.class_names, seg['class_acc'].tolist()))
-            seg.update(frames=self.frames['labels'], unmatched=self.unmatched['labels'],
-                       num_classes=len(self.class_names))
-            out['segmentation'] = seg
-        return out
-
-
-# -- panels ---------------------------------------------------------------------------------
-class PanelTap:
-    """Wraps the pipeline's representation to keep the events of chosen windows.
-
-    Called on the inference thread in window order; `windows` maps each chosen window's end
-    stamp to (index, events, t0, t1, (height, width)).
-    """
-
-    def __init__(self, representation, chosen):
-        self.representation = representation
-        self.chosen = set(chosen)
-        self.count = 0
-        self.first_end = None  # end stamp of the first window
-        self.windows = {}
-
-    def __call__(self, events, t0, t1, height, width):
-        if self.first_end is None:
-            self.first_end = int(t1)
-        if self.count in self.chosen:
-            self.windows[int(t1)] = (self.count, events, t0, t1, (height, width))
-        self.count += 1
-        return self.representation(events, t0, t1, height, width)
-
-
-def render_panel(path, title, events_rgb, frame, prediction, truth, palette):
-    """Write one window's panel as a PNG: inputs, prediction, ground truth, depth error."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    depth, labels = prediction.get('depth'), prediction.get('labels')
-    gt_depth, gt_labels = truth.get('depth'), truth.get('labels')
-    tiles = [('events (polarity_rgb)', events_rgb, None), ('frame', frame, None)]
-    finite = [a[np.isfinite(a)] for a in (depth, gt_depth) if a is not None]
-    finite = np.concatenate(finite) if finite else np.empty(0)
-    vmin, vmax = np.percentile(finite, (1, 99)) if finite.size else (0.0, 1.0)
-    if depth is not None:
-        tiles.append(('predicted depth (m)', depth, ('turbo_r', vmin, vmax)))
-    if labels is not None:
-        tiles.append(('predicted labels', palette[np.minimum(labels, len(palette) - 1)], None))
-    if gt_depth is not None:
-        tiles.append(('ground-truth depth (m)', gt_depth, ('turbo_r', vmin, vmax)))
-    if gt_labels is not None:
-        shown = palette[np.minimum(gt_labels, len(palette) - 1)]
-        shown[gt_labels == 255] = 255
-        tiles.append(('ground-truth labels', shown, None))
-    if gt_depth is not None and depth is not None:
-        error = np.abs(resize_depth(depth, gt_depth.shape) - gt_depth)
-        top = np.nanpercentile(error, 99) if np.isfinite(error).any() else 1.0
-        tiles.append(('|depth error| (m)', error, ('inferno', 0.0, top)))
-    tiles = [t for t in tiles if t[1] is not None]
-    cols = 4 if len(tiles) > 4 else len(tiles)
-    rows = -(-len(tiles) // cols)
-    fig = Figure(figsize=(4 * cols, 3.2 * rows + 0.4))
-    FigureCanvasAgg(fig)
-    for i, (name, image, scale) in enumerate(tiles):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        if scale is None:
-            ax.imshow(image)
-        else:
-            shown = ax.imshow(image, cmap=scale[0], vmin=scale[1], vmax=scale[2])
-            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title(name, fontsize=9)
-        ax.axis('off')
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-
-
-def _panel_windows(reader, topics, values, count):
-    """Return indices of `count` evenly spaced windows of the expected number."""
-    if count <= 0:
-        return []
-    mode = values['window.mode']
-    if (mode == 'auto' and topics.image) or mode == 'image':
-        expected = reader.topics[topics.image].count if topics.image else 0
-    else:
-        expected = int(reader.duration_ns / 1e9 * values['window.rate_hz'])
-    expected = max(expected, 1)
-    return sorted({int((i + 0.5) * expected / count) for i in range(count)})
-
-
 # -- the run --------------------------------------------------------------------------------
 def _jsonable(value):
     if isinstance(value, dict):
@@ -351,7 +144,7 @@ class _Run:
         self.pipeline = Pipeline(params, runtime, self.sink,
                                  block_when_full=not options.realtime)
         self.tap = PanelTap(self.pipeline.representation,
-                            _panel_windows(reader, topics, params.values, options.panels))
+                            panel_windows(reader, topics, params.values, options.panels))
         self.pipeline.representation = self.tap  # keeps the chosen windows' events
         cam0 = self.pipeline.cameras['cam0'].camera
         self.evaluated = {cam0.output_topic(OUTPUTS[name][0]): kind
@@ -500,29 +293,3 @@ def replay(options):
     report = _jsonable(report)
     path.write_text(json.dumps(report, indent=2, allow_nan=False) + '\n')
     return report
-
-
-def _shrink(rgb, side=480):
-    """Downsample an event image by block minimum, so that sparse ink stays visible."""
-    f = -(-max(rgb.shape[:2]) // side)
-    if f <= 1:
-        return rgb
-    h, w = rgb.shape[0] // f * f, rgb.shape[1] // f * f
-    return rgb[:h, :w].reshape(h // f, f, w // f, f, 3).min(axis=(1, 3))
-
-
-def write_panels(report_path, panels, palette, first_end=0):
-    """Render the collected panels beside the report; return their paths."""
-    from gep_model.events import make_representation
-    polarity = make_representation('polarity_rgb')
-    paths = []
-    for stamp, (index, events, t0, t1, sensor), frame_data, prediction, truth in panels:
-        events_rgb = _shrink(polarity(events, t0, t1, *sensor).permute(1, 2, 0).numpy())
-        frame = image_to_rgb(decode_image(frame_data)) if frame_data is not None else None
-        path = report_path.with_name(f'{report_path.stem}_window_{index:05d}.png')
-        title = f'window {index}, ending {(stamp - first_end) / 1e9:.3f} s after the first ' \
-                f'(stamp {stamp}): {(t1 - t0) / 1e6:.1f} ms, {len(events)} events'
-        path.parent.mkdir(parents=True, exist_ok=True)
-        render_panel(path, title, events_rgb, frame, prediction, truth, palette)
-        paths.append(str(path))
-    return paths
