@@ -20,6 +20,8 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 import yaml
 
+from gep_ros.params import flatten
+
 NODE = 'perception_node'
 # argument: (parameter it overrides or None, description)
 ARGUMENTS = {
@@ -35,16 +37,6 @@ ARGUMENTS = {
 }
 
 
-def _flatten(tree, prefix=''):
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f'{prefix}{key}.'))
-        else:
-            out[f'{prefix}{key}'] = value
-    return out
-
-
 def file_parameters(path):
     """Return {dotted name: value} of the node's section of a ROS 2 parameter file."""
     with open(path) as f:
@@ -52,7 +44,7 @@ def file_parameters(path):
     section = doc.get(NODE) or doc.get('/**') or {}
     if not isinstance(section, dict) or 'ros__parameters' not in section:
         raise RuntimeError(f'{path}: no {NODE}: ros__parameters: section')
-    return _flatten(section['ros__parameters'] or {})
+    return flatten(section['ros__parameters'] or {})
 
 
 def _typed(value):
