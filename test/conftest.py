@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+import tempfile
 
 import pytest
 
@@ -12,6 +13,8 @@ SHARED_DATA = Path(os.environ.get('GEP_SHARED_DATA', REPO.parent / 'shared' / 'd
 BAGS = SHARED_DATA / 'bags'
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
+# Engines the tests build (ONNX for backend auto on a CPU) stay out of the user's cache.
+os.environ.setdefault('GEP_ENGINE_CACHE', tempfile.mkdtemp(prefix='gep-test-engines-'))
 
 
 @pytest.fixture(scope='session')
