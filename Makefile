@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 OUT ?= out
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench clean experiment
 
 setup: $(STAMP)
 
@@ -43,6 +43,11 @@ bench: setup
 	$(GEP) bench wire --json $(OUT)/bench/wire.json
 	$(GEP) bench model --json $(OUT)/bench/model.json
 	$(GEP) bench pipeline --json $(OUT)/bench/pipeline.json
+
+# The small pretraining experiment (about 10 minutes on 2 idle CPU cores, at most 20): GEP vs
+# scratch vs stage 1 alone on synthetic bags; writes experiments/results/small.{json,md}.
+experiment: setup
+	$(PY) -m experiments.run_small
 
 clean:
 	rm -rf $(OUT) build install log .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,1 @@
+"""Experiments that train and score GEP models end to end (see run_small.py)."""
