@@ -25,16 +25,17 @@ test: setup
 lint: setup
 	$(VENV)/bin/flake8
 
-# DEMO_WEIGHTS: trained weights to replay with; where none exist yet, a random gep_tiny.
-demo: DEMO_WEIGHTS ?= $(OUT)/demo/weights
+# DEMO_WEIGHTS: the weights replayed. The first demo trains them on synthetic bags (the GEP
+# chain: teacher, align, generative, finetune; a few minutes) and later demos reuse them.
+demo: DEMO_WEIGHTS ?= $(OUT)/weights/gep_tiny_synthetic
 demo: setup
 	rm -rf $(OUT)/demo
 	$(GEP) synth --out $(OUT)/demo/sample --seconds 2
 	$(GEP) bag info $(OUT)/demo/sample
 	$(GEP) bag events $(OUT)/demo/sample --topic /event_camera/events --out $(OUT)/demo/events.npz
-	$(GEP) synth --out $(OUT)/demo/heldout --seconds 2 --seed 1
+	$(GEP) synth --out $(OUT)/demo/heldout --seconds 2 --seed 2001
 	test -f $(DEMO_WEIGHTS)/model.safetensors || \
-		$(GEP) model init --variant gep_tiny --out $(DEMO_WEIGHTS)
+		$(PY) -m experiments.run_small --demo-weights $(DEMO_WEIGHTS)
 	$(GEP) replay $(OUT)/demo/heldout --weights $(DEMO_WEIGHTS) --events-topic /dvs/events \
 		--depth-gt-topic /dvs/depth --labels-gt-topic /dvs/labels \
 		--out $(OUT)/demo/replay.mcap --report $(OUT)/demo/report.json

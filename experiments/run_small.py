@@ -33,7 +33,7 @@ import time
 import torch
 
 from training.data.cache import build_cache
-from training.run import load_config, train
+from training.run import export, load_config, train
 from training.stages.finetune import FinetuneStage
 from training.stages.teacher import train_teacher
 from training.synthetic.bag import write_synth_bag
@@ -54,6 +54,18 @@ BUDGETS = {
         'align': {'steps': 600, 'batch_size': 8},
         'generative': {'steps': 600, 'batch_size': 8, 'sequence_length': 8},
         'finetune': {'steps': 300, 'batch_size': 4, 'sequence_length': 2, 'max_labelled': 8,
+                     'unfreeze': 'all'},
+    },
+    'demo': {  # the weights `make demo` replays with: the GEP arm once, a few minutes
+        'seeds': [0],
+        'input_size': [126, 168],
+        'train_bags': 2, 'train_seconds': 4.0,
+        'teacher_bags': 1, 'teacher_seconds': 4.0,
+        'eval_seconds': 1.0, 'eval_val_fraction': 0.5,
+        'teacher': {'steps': 300, 'batch_size': 8, 'lr': 1e-3},
+        'align': {'steps': 200, 'batch_size': 8},
+        'generative': {'steps': 200, 'batch_size': 8, 'sequence_length': 8},
+        'finetune': {'steps': 300, 'batch_size': 4, 'sequence_length': 2, 'max_labelled': None,
                      'unfreeze': 'all'},
     },
     'smoke': {
@@ -102,7 +114,7 @@ def stage_config(stage, budget, sources, cache, seed, **extra):
                  f'loop.warmup_steps={max(loop["steps"] // 10, 1)}']
     if 'sequence_length' in loop:
         overrides.append(f'data.sequence_length={loop["sequence_length"]}')
-    if 'max_labelled' in loop:
+    if loop.get('max_labelled') is not None:
         overrides.append(f'data.max_labelled={loop["max_labelled"]}')
     if 'unfreeze' in loop:
         overrides.append(f'unfreeze={loop["unfreeze"]}')
@@ -202,6 +214,31 @@ def markdown(summary, report, command):
     return '\n'.join(lines)
 
 
+def demo_weights(out, work):
+    """Train teacher, align, generative and finetune on synthetic bags; export to `out`."""
+    budget = BUDGETS['demo']
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cache = work / 'cache'
+    clock = Clock()
+    bags = clock.part('synthesise bags', synthesise, work, budget)
+    clock.part('window caches', build_caches, bags, budget, cache)
+    teacher = clock.part('teacher', train_teacher, bags['teacher'], work / 'teacher.safetensors',
+                         budget['input_size'], budget['teacher']['steps'], seed=0, cache=cache,
+                         batch_size=budget['teacher']['batch_size'], lr=budget['teacher']['lr'])
+    runs = {}
+    for stage, extra in (('align', {'teacher': teacher['file']}),
+                         ('generative', {'init': 'align'}), ('finetune', {'init': 'generative'})):
+        if 'init' in extra:
+            extra = {'init': str(runs[extra['init']])}
+        runs[stage] = work / stage
+        clock.part(stage, train, stage, stage_config(stage, budget, bags['train'], cache, 0,
+                                                     **extra), runs[stage], False)
+    export(runs['finetune'], out)
+    print(f'wrote {out} in {clock.total():.0f} s')
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--smoke', action='store_true',
@@ -211,7 +248,12 @@ def main(argv=None):
     parser.add_argument('--results', type=Path, default=None,
                         help='where the JSON and Markdown go (experiments/results; '
                              'out/experiment/smoke with --smoke)')
+    parser.add_argument('--demo-weights', type=Path, default=None,
+                        help='only train the GEP chain once (demo budget) and export the '
+                             'artifact here, for make demo')
     args = parser.parse_args(argv)
+    if args.demo_weights is not None:
+        return demo_weights(args.demo_weights, args.work or Path('out/experiment/demo'))
     mode = 'smoke' if args.smoke else 'full'
     budget = BUDGETS[mode]
     work = args.work or Path('out/experiment') / mode
