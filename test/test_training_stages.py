@@ -4,6 +4,8 @@ Align, generative and finetune each run a few steps, resume, export, and the exp
 weights run in the runtime.
 """
 
+import json
+
 import numpy as np
 import pytest
 from safetensors.torch import save_file
@@ -105,6 +107,12 @@ def test_export_gives_an_artifact_the_runtime_runs(runs, world, capsys):
     runtime = make_runtime(artifact, 'cpu')
     (result,) = runtime.infer(torch.rand(1, 3, *SIZE))
     assert result.depth.shape == tuple(SIZE) and np.isfinite(result.depth).all()
+    # And it replays a bag, as the robot would run it.
+    report = world / 'replay' / 'report.json'
+    assert main(['replay', str(world / 'b'), '--weights', str(out), '--out',
+                 str(world / 'replay' / 'out.mcap'), '--report', str(report), '--backend',
+                 'cpu', '--panels', '0']) == 0
+    assert json.loads(report.read_text())['outputs']['/dvs/depth/image'] == 20
 
 
 def test_bad_configs_are_one_line_errors(world, capsys):
