@@ -12,7 +12,7 @@ from collections import Counter, deque
 
 import numpy as np
 
-from .wire.events import EVENT_DTYPE
+from .wire.events import concat_events
 
 
 class EventBuffer:
@@ -67,7 +67,7 @@ class EventBuffer:
             else:
                 t = events['t']
                 parts.append(events[(t >= t0) & (t <= t1)])
-        return _concat(parts, self._dtype())
+        return concat_events(parts)
 
     def last(self, t1, n):
         """Return the last `n` events at or before t1, and the time of the earliest of them."""
@@ -80,18 +80,9 @@ class EventBuffer:
             total += len(chunk)
             if total >= n:
                 break
-        events = _concat(parts[::-1], self._dtype())
+        events = concat_events(parts[::-1])
         if len(events) > n:
             order = np.argsort(events['t'], kind='stable')
             events = events[order[-n:]]
         t0 = int(events['t'].min()) if len(events) else t1
         return events, t0
-
-    def _dtype(self):
-        return self.chunks[0][2].dtype if self.chunks else None
-
-
-def _concat(parts, dtype):
-    if not parts:
-        return np.empty(0, dtype or EVENT_DTYPE)
-    return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()

@@ -15,8 +15,9 @@ from gep_ros.wire import event_packet, evt3
 from gep_ros.wire.cdr import WireError
 from gep_ros.wire.event_packet import (decode_event_packet, DecodedPacket, encode_event_packet,
                                        EventPacketDecoder, read_event_packet)
+from gep_ros.wire.events import concat_events
 from gep_ros.wire.std import Header
-from gep_ros.wire.stream import concat_events, EventStream
+from gep_ros.wire.stream import EventStream
 
 
 @pytest.fixture

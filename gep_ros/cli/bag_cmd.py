@@ -9,8 +9,8 @@ import numpy as np
 from . import UsageError
 from ..bag import BagReader
 from ..wire.cdr import WireError
-from ..wire.events import TRIGGER_DTYPE
-from ..wire.stream import CLOCKS, concat_events, EventStream
+from ..wire.events import concat_events, TRIGGER_DTYPE
+from ..wire.stream import CLOCKS, EventStream
 
 NS = 1e9
 

@@ -14,6 +14,22 @@ EVENT_DTYPE = np.dtype([('t', '<i8'), ('x', '<u2'), ('y', '<u2'), ('p', 'u1')], 
 TRIGGER_DTYPE = np.dtype([('t', '<i8'), ('p', 'u1'), ('id', 'u1')], align=True)
 
 
+def empty_events(n=0):
+    """Return n events, all fields and padding bytes zero."""
+    return np.zeros(n, EVENT_DTYPE)
+
+
+def concat_events(chunks):
+    """Concatenate event arrays into a new array (an empty list gives an empty one).
+
+    np.concatenate copies structured arrays field by field and leaves the padding bytes
+    uninitialised; concatenating into zeroed memory keeps results byte-for-byte reproducible.
+    """
+    if not chunks:
+        return empty_events()
+    return np.concatenate(chunks, out=empty_events(sum(len(c) for c in chunks)))
+
+
 def make_events(x, y, t, p):
     """Build an event array from four equally long sequences (copied and cast)."""
     x = np.asarray(x)

@@ -22,7 +22,7 @@ import numpy as np
 from .cdr import WireError
 from .dvs import decode_event_array, EVENT_ARRAY
 from .event_packet import EVENT_PACKET, EventPacketDecoder
-from .events import EVENT_DTYPE, TRIGGER_DTYPE
+from .events import TRIGGER_DTYPE
 
 CLOCKS = ('ros', 'sensor')
 OFFSET_WINDOW_NS = 5_000_000_000
@@ -159,8 +159,3 @@ class EventStream:
             target = self._clock_offset(pkt.first_sensor_time_ns, pkt.header.stamp_ns)
             self._to_ros(pkt.first_sensor_time_ns, target, events['t'], triggers['t'])
         return Decoded(pkt.header, pkt.height, pkt.width, events, triggers)
-
-
-def concat_events(chunks):
-    """Concatenate event arrays (an empty list gives an empty EVENT_DTYPE array)."""
-    return np.concatenate(chunks) if chunks else np.empty(0, EVENT_DTYPE)

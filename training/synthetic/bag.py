@@ -25,11 +25,11 @@ from gep_ros.bag import BagWriter
 from gep_ros.msgtypes import EVENT_ARRAY, EVENT_PACKET
 from gep_ros.wire.dvs import encode_event_array
 from gep_ros.wire.event_packet import encode_event_packet
+from gep_ros.wire.events import concat_events
 from gep_ros.wire.evt3_encoder import Evt3Encoder
 from gep_ros.wire.image import CAMERA_INFO, encode_camera_info, encode_image, IMAGE
 from gep_ros.wire.std import Header
 
-from .esim import concat_events
 from .scene import SyntheticScene
 
 FRAME_ID = 'dvs'

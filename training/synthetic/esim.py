@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gep_ros.wire.events import EVENT_DTYPE
+from gep_ros.wire.events import concat_events, empty_events
 
 
 @dataclass(frozen=True)
@@ -38,21 +38,6 @@ class SensorConfig:
     refractory_us: int = 0
     noise_rate_hz: float = 0.1
     step_us: int = 1000
-
-
-def empty_events(n=0):
-    """(n,) EVENT_DTYPE zeros."""
-    return np.zeros(n, EVENT_DTYPE)
-
-
-def concat_events(chunks):
-    """Concatenate event arrays into zeroed memory.
-
-    np.concatenate copies structured arrays field by field and leaves the padding bytes
-    uninitialised; concatenating into zeros keeps the arrays byte-for-byte reproducible.
-    """
-    return np.concatenate(chunks, out=empty_events(sum(len(c) for c in chunks))) if chunks \
-        else empty_events()
 
 
 class EventSimulator:

@@ -11,8 +11,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gep_ros.wire.events import concat_events
+
 from .camera import EgoMotion, PinholeCamera
-from .esim import concat_events, EventSimulator, SensorConfig
+from .esim import EventSimulator, SensorConfig
 from .layout import flatten, random_background, random_objects, SceneConfig
 from .render import Renderer, View
 
