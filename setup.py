@@ -26,7 +26,6 @@ setup(
     maintainer_email='dev@gep-ros.invalid',
     description='Onboard event-camera perception with GEP (Generative Event Pretraining).',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'gep = gep_ros.cli.main:main',

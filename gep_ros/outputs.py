@@ -64,11 +64,36 @@ def backproject(depth, k, stride=4):
     return np.stack([x, y, z], axis=1).astype(np.float32), vs * w + us
 
 
+def intrinsics(info, size):
+    """Return the 3x3 camera matrix of a CameraInfo for an image of `size` (H, W).
+
+    CameraInfo's K describes the full sensor (width x height); the image it comes with is
+    that sensor after its ROI and binning (REP 104, read as image_geometry does: cx' = (cx -
+    x_offset) / binning_x). Depth published at another size (the model's outputs follow the
+    frame, or the event sensor in rate mode) is a resize of that image, pixel centres
+    aligned, as cv2.resize does: u' = (u + 0.5) * s - 0.5.
+    """
+    bx, by = max(info.binning_x, 1), max(info.binning_y, 1)
+    roi = info.roi
+    x0, y0 = (roi.x_offset, roi.y_offset) if roi.width and roi.height else (0, 0)
+    w = (roi.width if roi.width and roi.height else info.width) / bx
+    h = (roi.height if roi.width and roi.height else info.height) / by
+    k = np.array(info.k, np.float64).reshape(3, 3)
+    sx, sy = size[1] / w, size[0] / h
+    out = np.eye(3)
+    out[0, 0], out[0, 1] = k[0, 0] / bx * sx, k[0, 1] / bx * sx
+    out[1, 1] = k[1, 1] / by * sy
+    out[0, 2] = ((k[0, 2] - x0) / bx + 0.5) * sx - 0.5
+    out[1, 2] = ((k[1, 2] - y0) / by + 0.5) * sy - 0.5
+    return out
+
+
 def encode_outputs(enabled, topics, header, depth=None, labels=None, palette=None,
-                   frame_rgb=None, camera_k=None, stride=4):
+                   frame_rgb=None, camera_info=None, stride=4):
     """Encode the enabled outputs; return [(topic, bytes)] in a fixed order.
 
-    enabled: set of output names (keys of OUTPUTS); topics: name -> topic.
+    enabled: set of output names (keys of OUTPUTS); topics: name -> topic; camera_info: the
+    camera's latest CameraInfo, whose K is fitted to the depth image for the point cloud.
     """
     out = []
     if 'depth' in enabled and depth is not None:
@@ -78,8 +103,8 @@ def encode_outputs(enabled, topics, header, depth=None, labels=None, palette=Non
     if 'color' in enabled and labels is not None:
         out.append((topics['color'], encode_image(header, overlay(labels, palette, frame_rgb),
                                                   'rgb8')))
-    if 'points' in enabled and depth is not None and camera_k is not None:
-        xyz, idx = backproject(depth, camera_k, stride)
+    if 'points' in enabled and depth is not None and camera_info is not None:
+        xyz, idx = backproject(depth, intrinsics(camera_info, depth.shape), stride)
         rgb = point_labels = None
         if labels is not None:
             point_labels = labels.reshape(-1)[idx]

@@ -7,6 +7,7 @@ wants, publishes the serialized outputs it returns, and reports its statistics o
 /diagnostics once a second.
 """
 
+from copy import copy
 from functools import partial
 import importlib
 import logging
@@ -16,42 +17,41 @@ import tempfile
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message
+from rclpy.qos import qos_profile_sensor_data, QoSProfile
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from gep_model.artifact import load_artifact, save_artifact
 from gep_model.errors import ArtifactError
 from gep_model.runtime import choose_backend, make_runtime
 
 from .memory import retain_freed_memory
-from .params import CAMERA_PARAMS, make_params, NODE_NAME, ParamError, PARAMS
+from .params import describe, did_you_mean, make_params, NODE_NAME, ParamError, PARAMS, schema
 from .pipeline import Pipeline
 from .stats import STAGES
 
 DIAGNOSTIC_NAME = 'gep_ros: perception'
 LOGGERS = ('gep_ros', 'gep_model')  # Python loggers whose records go to the ROS log
-RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
-               'reliable': ReliabilityPolicy.RELIABLE}
+# Inputs take sensor-data QoS (best effort, the last 5), outputs are reliable (they serve
+# reliable subscribers such as rviz and ros2 bag too). Each entity's history, depth and
+# reliability can be overridden per topic with qos_overrides.<topic>.<publisher|subscription>.*
+# parameters, the ROS 2 way.
+QOS_OVERRIDES = QoSOverridingOptions.with_default_policies()
 
 
-def qos_profiles(params):
-    """Return the QoS of the subscriptions and of the output publishers, from qos.*.
+def input_qos():
+    # A new profile for each entity: rclpy applies QoS overrides to the profile it is given.
+    return copy(qos_profile_sensor_data)
 
-    Publishers are always reliable: a reliable publisher serves best-effort and reliable
-    subscribers (rviz, ros2 bag record) alike, a best-effort one only the former.
-    """
-    depth = params['qos.depth']
-    return (QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                       reliability=RELIABILITY[params['qos.reliability']]),
-            QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                       reliability=ReliabilityPolicy.RELIABLE))
+
+def output_qos():
+    return QoSProfile(depth=10)
 
 
 def msg_class(msgtype):
@@ -60,17 +60,42 @@ def msg_class(msgtype):
     return getattr(importlib.import_module(f'{package}.msg'), name)
 
 
+def descriptor(param):
+    """Return the read-only ParameterDescriptor of a gep_ros.params.Param, with its range."""
+    out = ParameterDescriptor(description=describe(param), read_only=True)
+    if param.choices:
+        out.additional_constraints = f'one of {", ".join(param.choices)}'
+    if param.low is not None and isinstance(param.default, int):
+        out.integer_range = [IntegerRange(from_value=int(param.low), to_value=int(param.high),
+                                          step=0)]
+    elif param.low is not None:
+        out.floating_point_range = [FloatingPointRange(from_value=float(param.low),
+                                                       to_value=float(param.high), step=0.0)]
+    return out
+
+
 class _ToRosLog(logging.Handler):
-    """Forward the pipeline's Python log records (rejections, resets) to the node's logger."""
+    """Forward the pipeline's Python log records (rejections, resets) to the node's logger.
+
+    rclpy fixes one severity per call site (it raises if a line logs at another), so each
+    severity has its own line here.
+    """
 
     def __init__(self, logger):
         super().__init__(logging.INFO)
         self.ros = logger
 
     def emit(self, record):
-        level = 'error' if record.levelno >= logging.ERROR else \
-            'warning' if record.levelno >= logging.WARNING else 'info'
-        getattr(self.ros, level)(record.getMessage())
+        try:
+            text = record.getMessage()
+            if record.levelno >= logging.ERROR:
+                self.ros.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.ros.warning(text)
+            else:
+                self.ros.info(text)
+        except Exception:  # noqa: B902 - logging must never stop the thread that logs
+            self.handleError(record)
 
 
 class PerceptionNode(Node):
@@ -80,6 +105,7 @@ class PerceptionNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.random_weights = None  # TemporaryDirectory of the smoke-test artifact
         self.pipeline = None
+        self.started = False
         self.log_handler = _ToRosLog(self.get_logger())
         self.log_levels = {name: logging.getLogger(name).level for name in LOGGERS}
         for name in LOGGERS:
@@ -93,55 +119,64 @@ class PerceptionNode(Node):
 
     def _start(self):
         self.params = self._declare_parameters()
-        qos_in, qos_out = qos_profiles(self.params)
         runtime = self._runtime()
         self.digest = runtime.artifact.digest
-        self.out_publishers = {}
-        self.out_classes = {}
-        self.raw_publish = None  # decided at the first publish: does publish() take bytes?
+        self.hardware_id = runtime.device_name()
         try:
-            self.pipeline = Pipeline(self.params, runtime, self._publish)
-        except ValueError as exc:  # the same topic configured twice
+            self.pipeline = Pipeline(self.params, runtime, self._publish,
+                                     resolve=self.resolve_topic_name)
+        except ValueError as exc:  # a topic used twice
             raise ParamError(str(exc)) from None
-        for topic, msgtype in self.pipeline.output_topics().items():
-            self.out_classes[topic] = self._class(msgtype, 'outputs')
-            self.out_publishers[topic] = self.create_publisher(self.out_classes[topic], topic,
-                                                               qos_out)
+        self.out_publishers = {
+            topic: self.create_publisher(self._class(msgtype, 'outputs'), topic, output_qos(),
+                                         qos_overriding_options=QOS_OVERRIDES)
+            for topic, msgtype in self.pipeline.output_topics().items()}
         self.inputs = [self.create_subscription(self._class(msgtype, topic), topic,
-                                                partial(self._on_message, topic), qos_in,
-                                                raw=True)
+                                                partial(self._on_message, topic), input_qos(),
+                                                raw=True, qos_overriding_options=QOS_OVERRIDES)
                        for topic, msgtype in self.pipeline.subscriptions()]
-        self.diag_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.diag_publisher = self.create_publisher(
+            DiagnosticArray, '/diagnostics', output_qos(), qos_overriding_options=QOS_OVERRIDES)
+        self._refuse_unknown_parameters()  # after the entities declared their QoS overrides
         # At the last tick: time, inputs by topic, drops, rejections, the worker's error.
         self.diag_prev = (time.monotonic(), {}, 0, 0, None)
         # Diagnostics run on the steady clock: they report the node, not the (sim) time.
         self.diag_timer = self.create_timer(1.0, self._diagnostics,
                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.started = True
+        clock = 'sim time (/clock)' if self.get_parameter('use_sim_time').value else 'ROS time'
         self.get_logger().info(
-            f'ready: {runtime.name} backend, weights {self.digest[:12]}, subscribed to '
-            f'{", ".join(t for t, _ in self.pipeline.subscriptions())}, publishing '
-            f'{", ".join(self.out_publishers)}')
+            f'ready: {runtime.name} backend on {self.hardware_id}, weights {self.digest[:12]}, '
+            f'{clock}, subscribed to {", ".join(t for t, _ in self.pipeline.subscriptions())}, '
+            f'publishing {", ".join(self.out_publishers)}')
 
     # -- start --------------------------------------------------------------------------
     def _declare_parameters(self):
         """Declare PARAMS and every camera's CAMERA_PARAMS; return PerceptionParams."""
-        def declare(name, default, description):
-            descriptor = ParameterDescriptor(description=description, read_only=True)
+        def declare(name, param):
             try:
-                return self.declare_parameter(name, default, descriptor).value
-            except InvalidParameterTypeException as exc:
+                return self.declare_parameter(name, param.default, descriptor(param)).value
+            except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
                 raise ParamError(f'{name}: {exc}') from None
 
-        values = {'cameras': declare('cameras', *PARAMS['cameras'])}
-        for name, (default, description) in PARAMS.items():
-            if name != 'cameras':
-                values[name] = declare(name, default, description)
-        for camera in values['cameras']:
-            for key, (default, description) in CAMERA_PARAMS.items():
-                values[f'{camera}.{key}'] = declare(f'{camera}.{key}', default,
-                                                    f'camera {camera}: {description}')
-        values['cameras'] = list(values['cameras'])
+        values = {'cameras': list(declare('cameras', PARAMS['cameras']))}
+        values.update({name: declare(name, param)
+                       for name, param in schema(values['cameras']).items()
+                       if name != 'cameras'})
         return make_params(values)
+
+    def _refuse_unknown_parameters(self):
+        """Refuse a parameter given to this node that it does not declare.
+
+        From a file or the command line, it is a misspelling or a leftover: running without
+        it would hide that.
+        """
+        # rclpy keeps the overrides meant for this node here (Humble to Jazzy and later).
+        unknown = sorted(set(self._parameter_overrides) - set(self._parameters))
+        if unknown:
+            raise ParamError(f'unknown parameter {unknown[0]}'
+                             f'{did_you_mean(unknown[0], self._parameters)}'
+                             + (f' (and {len(unknown) - 1} more)' if len(unknown) > 1 else ''))
 
     def _runtime(self):
         """Load the artifact (or make a random gep_tiny) and build the chosen runtime."""
@@ -188,28 +223,21 @@ class PerceptionNode(Node):
             self.pipeline.feed(topic, data, self.get_clock().now().nanoseconds)
         except Exception as exc:  # noqa: B902 - a bug must not stop the other topics
             self.pipeline.stats.count('rejected', f'{topic}: {type(exc).__name__}')
-            self.get_logger().error(f'{topic}: message failed in the pipeline: {exc!r}')
+            self.get_logger().error(f'{topic}: message failed in the pipeline: {exc}')
 
     def _publish(self, topic, data):
-        """Publish output bytes; where rclpy refuses bytes, deserialize (decided once)."""
-        publisher = self.out_publishers[topic]
+        """Publish output bytes (runs on the inference worker, which must go on)."""
+        if not self.context.ok():  # Ctrl-C came: the context is gone, publish nothing
+            self.pipeline.stats.count('dropped', 'shutdown')
+            return
         try:
-            if self.raw_publish is not False:
-                try:
-                    publisher.publish(data)
-                    self.raw_publish = True
-                    return
-                except TypeError:
-                    if self.raw_publish:
-                        raise
-                    self.raw_publish = False
-                    self.get_logger().info('this rclpy does not publish bytes: outputs are '
-                                           'deserialized into messages first (one copy)')
-            publisher.publish(deserialize_message(data, self.out_classes[topic]))
-        except Exception as exc:  # noqa: B902 - runs on the inference worker, which goes on
-            if rclpy.ok():
+            self.out_publishers[topic].publish(data)
+        except Exception as exc:  # noqa: B902 - e.g. the context shut down just now
+            if self.context.ok():
                 self.pipeline.stats.count('dropped', f'{topic}: publish failed')
-                self.get_logger().error(f'{topic}: publish failed: {exc!r}')
+                self.get_logger().error(f'{topic}: publish failed: {exc}')
+            else:
+                self.pipeline.stats.count('dropped', 'shutdown')
 
     # -- diagnostics --------------------------------------------------------------------
     def _diagnostics(self):
@@ -217,7 +245,7 @@ class PerceptionNode(Node):
         now = time.monotonic()
         then, inputs, dropped, rejected, error = self.diag_prev
         span = max(now - then, 1e-9)
-        values = [('backend', self.pipeline.runtime.name)]
+        values = [('backend', self.pipeline.runtime.name), ('weights', self.digest)]
         for topic, _ in self.pipeline.subscriptions():
             n = snap['inputs'].get(topic, 0)
             values += [(f'input {topic} rate_hz', f'{(n - inputs.get(topic, 0)) / span:.1f}'),
@@ -233,9 +261,11 @@ class PerceptionNode(Node):
                         f'{summary[q]:.2f}') for q in ('p50', 'p95', 'max')]
         n_dropped, n_rejected = sum(snap['dropped'].values()), sum(snap['rejected'].values())
         new_error = self.pipeline.error if self.pipeline.error is not error else None
-        status = DiagnosticStatus(name=DIAGNOSTIC_NAME, hardware_id=self.digest,
+        status = DiagnosticStatus(name=DIAGNOSTIC_NAME, hardware_id=self.hardware_id,
                                   level=DiagnosticStatus.OK, message='running')
-        if new_error is not None:
+        if not self.pipeline.worker.is_alive():
+            status.level, status.message = DiagnosticStatus.ERROR, 'inference worker stopped'
+        elif new_error is not None:
             status.level, status.message = DiagnosticStatus.ERROR, f'inference failed: {new_error}'
         elif n_dropped > dropped or n_rejected > rejected:
             status.level = DiagnosticStatus.WARN
@@ -250,10 +280,24 @@ class PerceptionNode(Node):
         self.diag_publisher.publish(array)
 
     # -- end ----------------------------------------------------------------------------
+    def _log_stop(self, snap):
+        # After Ctrl-C the context is gone, and with it the node's /rosout publisher: a
+        # logger of another name still writes to the console, without a rosout error.
+        logger = self.get_logger() if self.context.ok() else get_logger(f'{NODE_NAME}.exit')
+        logger.info(f'stopped: {snap["windows"]} windows, {sum(snap["outputs"].values())} '
+                    f'outputs published, {snap["dropped"].get("shutdown", 0)} windows dropped '
+                    'at shutdown')
+
     def close(self):
-        """Stop the inference worker (it finishes its queue) and drop the temporary weights."""
+        """Stop the inference worker, drop (and count) what waits, say so; drop the weights.
+
+        Runs after rclpy's context may already be shut down.
+        """
         if self.pipeline is not None:
-            self.pipeline.close()
+            self.pipeline.close(drop=True)
+            if self.started:
+                self._log_stop(self.pipeline.snapshot())
+            self.pipeline = None
         if self.log_handler is not None:
             for name, level in self.log_levels.items():
                 logging.getLogger(name).removeHandler(self.log_handler)
@@ -265,7 +309,7 @@ class PerceptionNode(Node):
 
 
 def main(args=None):
-    """Run the node until Ctrl-C; return the exit status (1 for a bad parameter)."""
+    """Run the node until Ctrl-C or SIGTERM; return the exit status (1: cannot start)."""
     retain_freed_memory()
     rclpy.init(args=args)
     node = None

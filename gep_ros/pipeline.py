@@ -29,6 +29,7 @@ from gep_model.artifact import representation_of
 from gep_model.events import fit_to_input
 
 from .outputs import encode_outputs, OUTPUTS, resize_depth, resize_labels
+from .params import resolve_name
 from .stats import PipelineStats
 from .windows import WindowCutter
 from .wire.cdr import WireError
@@ -40,7 +41,8 @@ log = logging.getLogger('gep_ros.pipeline')
 class Pipeline:
     """See the module docstring. `runtime` is a gep_model runtime built from an artifact."""
 
-    def __init__(self, params, runtime, publish, block_when_full=False, clock='ros'):
+    def __init__(self, params, runtime, publish, block_when_full=False, clock='ros',
+                 resolve=resolve_name):
         self.params = params
         self.values = params.values
         self.runtime = runtime
@@ -54,20 +56,26 @@ class Pipeline:
         self.enabled = {name for name in OUTPUTS if self.values[f'outputs.{name}']}
         self.cameras = {c.name: WindowCutter(c, self.values, clock, self.stats.count,
                                              self.stats.time) for c in params.cameras}
-        self.camera_k = {}  # camera -> 3x3 intrinsics from its camera_info topic
-        self.routes = {}  # topic -> (camera, kind)
+        self.camera_info = {}  # camera -> its latest CameraInfo
+        self.routes = {}  # resolved input topic -> (camera, kind)
+        self.topics = {}  # camera -> {output name: resolved topic}
+        named = {}  # resolved topic -> what it is, to refuse a topic used twice
         for cam in params.cameras:
             for kind, topic in (('events', cam.events_topic), ('image', cam.image_topic),
                                 ('camera_info', cam.camera_info_topic)):
                 if topic:
-                    if topic in self.routes:
-                        raise ValueError(f'topic {topic} is configured twice')
-                    self.routes[topic] = (cam.name, kind)
+                    self.routes[_claim(named, resolve(topic), f'{cam.name}.{kind}_topic')] = \
+                        (cam.name, kind)
+            self.topics[cam.name] = {
+                name: _claim(named, resolve(cam.output_topic(OUTPUTS[name][0])),
+                             f'camera {cam.name} output {name}')
+                for name in sorted(self.enabled)}
         self.lock = threading.Lock()
         self.queue = deque()
         self.ready = threading.Condition()
         self.busy = False
         self.closed = False
+        self.stopping = False  # set by close(drop=True): publish nothing more
         self.error = None
         self.worker = threading.Thread(target=self._work, name='gep-inference', daemon=True)
         self.worker.start()
@@ -81,8 +89,8 @@ class Pipeline:
 
     def output_topics(self):
         """Return {topic: msgtype} of everything the pipeline may publish."""
-        return {c.camera.output_topic(OUTPUTS[name][0]): OUTPUTS[name][1]
-                for c in self.cameras.values() for name in sorted(self.enabled)}
+        return {topic: OUTPUTS[name][1] for topics in self.topics.values()
+                for name, topic in topics.items()}
 
     # -- input --------------------------------------------------------------------------
     def feed(self, topic, data, receive_time_ns):
@@ -102,7 +110,7 @@ class Pipeline:
                 elif route[1] == 'image':
                     jobs = cutter.image(data, receive_time_ns, fed)
                 else:
-                    self.camera_k[cutter.name] = decode_camera_info(data).k
+                    self.camera_info[cutter.name] = decode_camera_info(data)
             except WireError as exc:
                 self.stats.count('rejected', f'{topic}: {exc.field}')
                 log.warning('rejected a message on %s: %s', topic, exc)
@@ -194,13 +202,16 @@ class Pipeline:
             depth = resize_depth(out.depth, size) if out.depth is not None else None
             labels = resize_labels(out.labels, size) if out.labels is not None else None
             frame = image_to_rgb(job.image) if job.image is not None else None
-            topics = {name: cam.camera.output_topic(OUTPUTS[name][0]) for name in self.enabled}
-            messages = encode_outputs(self.enabled, topics, job.header, depth, labels,
-                                      self.palette, frame, self.camera_k.get(job.camera),
+            messages = encode_outputs(self.enabled, self.topics[job.camera], job.header, depth,
+                                      labels, self.palette, frame,
+                                      self.camera_info.get(job.camera),
                                       self.values['outputs.points_stride'])
             self.stats.time('encode', (time.perf_counter() - t_enc) * 1e3)
             if cam.epoch != job.epoch:
                 self.stats.count('dropped', 'window from before a time jump')
+                continue
+            if self.stopping:
+                self.stats.count('dropped', 'shutdown')
                 continue
             for topic, data in messages:
                 self.publish(topic, data)
@@ -225,8 +236,18 @@ class Pipeline:
                 self.ready.wait(0.1 if left is None else min(left, 0.1))
         return True
 
-    def close(self):
+    def close(self, drop=False):
+        """Stop the worker once it has finished the queue.
+
+        With `drop` (a node shutting down) it drops every waiting window instead, and
+        publishes nothing more; the windows are counted as dropped.
+        """
         with self.ready:
+            if drop:
+                self.stopping = True
+                if self.queue:
+                    self.stats.count('dropped', 'shutdown', len(self.queue))
+                    self.queue.clear()
             self.closed = True
             self.ready.notify_all()
         self.worker.join(timeout=5)
@@ -239,3 +260,12 @@ class Pipeline:
                 snap['dropped'][f'{name} events {reason}'] = n
         snap['queue'] = len(self.queue)
         return snap
+
+
+def _claim(named, topic, what):
+    """Note that `what` uses `topic`; refuse a topic that two things would use."""
+    if topic in named:
+        raise ValueError(f'{what} and {named[topic]} are both {topic}: give each camera its own '
+                         'topics (output_namespace separates outputs)')
+    named[topic] = what
+    return topic

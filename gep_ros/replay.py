@@ -25,7 +25,6 @@ import yaml
 from .bag import BagReader, BagWriter
 from .evaluation import decode_ground_truth, GroundTruthMatch
 from .msgtypes import EVENT_ARRAY
-from .outputs import OUTPUTS
 from .panels import panel_windows, PanelTap, write_panels
 from .params import flatten, load_params, NODE_NAME, ParamError
 from .topics import find_topics as topics_by_type, TopicError
@@ -146,10 +145,10 @@ class _Run:
         self.tap = PanelTap(self.pipeline.representation,
                             panel_windows(reader, topics, params.values, options.panels))
         self.pipeline.representation = self.tap  # keeps the chosen windows' events
-        cam0 = self.pipeline.cameras['cam0'].camera
-        self.evaluated = {cam0.output_topic(OUTPUTS[name][0]): kind
+        cam0 = self.pipeline.topics['cam0']
+        self.evaluated = {cam0[name]: kind
                           for kind, name in (('depth', 'depth'), ('labels', 'segmentation'))
-                          if name in self.pipeline.enabled}
+                          if name in cam0}
         self.gt_topics = {t: k for k, t in (('depth', topics.depth),
                                             ('labels', topics.labels)) if t}
         self.match = GroundTruthMatch(self.gt_topics.values(), self.classes,

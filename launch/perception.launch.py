@@ -1,26 +1,27 @@
 """Start the gep_ros perception node.
 
-    ros2 launch gep_ros perception.launch.py weights:=ARTIFACT events_topic:=/dvs/events
+    ros2 launch gep_ros perception.launch.py weights:=ARTIFACT events_topic:=dvs/events
 
-The parameter file (default: the installed share/gep_ros/config/perception.yaml) is read
-here and handed to the node as a parameter dictionary, which launch_ros writes out for this
-node's full name: so the file's `perception_node:` section applies under any namespace
-(given to --params-file directly, it would match /perception_node only). Every argument
-left empty keeps the file's value; the topic arguments configure camera `cam0`.
+The parameter file (default: the installed share/gep_ros/config/perception.yaml) goes to the
+node as it is, as `ros2 run gep_ros perception_node --ros-args --params-file FILE` would give
+it: its sections apply by ROS 2's rules (`/**`, `/perception_node`, `/**/perception_node`,
+`/robot1/perception_node`), and the shipped file's `/**/perception_node` applies under any
+namespace. A parameter the node does not know stops it with one error line. Arguments given
+here override the file, arguments left empty keep its values (use_sim_time included); the
+topic arguments configure camera `cam0`. Relative topic names resolve in the node's
+namespace, so `namespace:=robot1` moves inputs and outputs together. The launch ends when
+the node exits.
 """
 
-import os
-from typing import List
-
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueFunction,
+                            RegisterEventHandler)
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
-import yaml
-
-from gep_ros.params import flatten
+from launch_ros.substitutions import FindPackageShare
 
 NODE = 'perception_node'
 # argument: (parameter it overrides or None, description)
@@ -34,41 +35,36 @@ ARGUMENTS = {
                                         'event_camera (event_camera_msgs/EventPacket)'),
     'image_topic': ('cam0.image_topic', 'cam0 sensor_msgs/Image topic'),
     'camera_info_topic': ('cam0.camera_info_topic', 'cam0 sensor_msgs/CameraInfo topic'),
+    'use_sim_time': ('use_sim_time', 'true: use /clock (when playing a bag)'),
 }
+TRUE, FALSE = ('true', 'True', '1'), ('false', 'False', '0')
 
 
-def file_parameters(path):
-    """Return {dotted name: value} of the node's section of a ROS 2 parameter file."""
-    with open(path) as f:
-        doc = yaml.safe_load(f) or {}
-    section = doc.get(NODE) or doc.get('/**') or {}
-    if not isinstance(section, dict) or 'ros__parameters' not in section:
-        raise RuntimeError(f'{path}: no {NODE}: ros__parameters: section')
-    return flatten(section['ros__parameters'] or {})
-
-
-def _typed(value):
-    # launch_ros reads plain strings as YAML ('1.0' would become a float): keep them strings.
-    if isinstance(value, str):
-        return ParameterValue(value, value_type=str)
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return ParameterValue(value, value_type=List[str])
-    return value
+def overrides(args):
+    """Return the parameters the given (non-empty) arguments set, typed for launch_ros."""
+    out = {}
+    for name, (parameter, _) in ARGUMENTS.items():
+        value = args[name]
+        if not parameter or not value:
+            continue
+        if name == 'use_sim_time':
+            if value not in TRUE + FALSE:
+                raise ValueError(f'use_sim_time:={value}: expected true or false')
+            out[parameter] = value in TRUE
+        else:  # launch_ros would read '1.0' as a number: keep strings strings
+            out[parameter] = ParameterValue(value, value_type=str)
+    return out
 
 
 def launch_setup(context):
     args = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    params_file = args['params_file'] or os.path.join(
-        get_package_share_directory('gep_ros'), 'config', 'perception.yaml')
-    params = file_parameters(params_file)
-    for name, (parameter, _) in ARGUMENTS.items():
-        if parameter and args[name]:
-            params[parameter] = args[name]
-    params['use_sim_time'] = LaunchConfiguration('use_sim_time').perform(context).lower() in (
-        'true', '1')
-    return [Node(package='gep_ros', executable='perception_node', name=NODE,
-                 namespace=args['namespace'], output='screen',
-                 parameters=[{k: _typed(v) for k, v in params.items()}])]
+    params_file = args['params_file'] or FindPackageShare('gep_ros').perform(context) + \
+        '/config/perception.yaml'
+    node = Node(package='gep_ros', executable='perception_node', name=NODE,
+                namespace=args['namespace'], output='screen',
+                parameters=[params_file, overrides(args)])
+    return [node, RegisterEventHandler(OnProcessExit(
+        target_action=node, on_exit=[EmitEvent(event=Shutdown(reason='perception node exited'))]))]
 
 
 def generate_launch_description():
@@ -77,6 +73,4 @@ def generate_launch_description():
                                description=f'{text}; empty: as in the parameter file'
                                if parameter else text)
          for name, (parameter, text) in ARGUMENTS.items()]
-        + [DeclareLaunchArgument('use_sim_time', default_value='false',
-                                 description='use /clock (true when replaying a bag)'),
-           OpaqueFunction(function=launch_setup)])
+        + [OpaqueFunction(function=launch_setup)])

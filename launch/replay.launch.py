@@ -22,8 +22,8 @@ from launch.substitutions import LaunchConfiguration
 
 # What the recorder keeps: every camera's outputs, and the node's diagnostics.
 OUTPUTS = '^(/diagnostics|.*/(depth/image|depth/points|segmentation/labels|segmentation/color))$'
-# The words of the node's start-up line ('ready: cpu backend, weights ...').
-READY = (b'ready: ', b' backend, weights ')
+# The words of the node's start-up line ('ready: cpu backend on cpu: ..., weights ...').
+READY = (b']: ready: ', b' backend on ')
 PASS_THROUGH = ('params_file', 'weights', 'backend', 'namespace', 'events_topic',
                 'events_type', 'image_topic', 'camera_info_topic')
 

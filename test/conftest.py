@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+import sys
 import tempfile
 
 import pytest
@@ -29,3 +30,22 @@ def bags_dir():
 def typestore():
     from gep_ros.msgtypes import typestore as make
     return make()
+
+
+# Where a ROS 2 is sourced or carried beside the checkout, the real-ROS tier (test/ros/) must
+# run: a skip there fails the run instead of passing quietly.
+_ros_skips = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and '/ros/' in report.nodeid.replace('\\', '/'):
+        _ros_skips.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    sys.path.insert(0, str(REPO / 'test' / 'ros'))
+    import rosenv
+    if _ros_skips and rosenv.required():
+        print(f'\nreal-ROS tier: {len(_ros_skips)} test(s) skipped although a ROS 2 is at hand '
+              f'(first: {_ros_skips[0]})')
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -19,7 +19,7 @@ def test_config_is_the_schema_defaults():
     defaults = make_params()
     assert loaded.values == defaults.values
     assert loaded.cameras == defaults.cameras
-    section = yaml.safe_load(CONFIG.read_text())[NODE_NAME]['ros__parameters']
+    section = yaml.safe_load(CONFIG.read_text())[f'/**/{NODE_NAME}']['ros__parameters']
     expected = set(PARAMS) | {f'cam0.{key}' for key in CAMERA_PARAMS}
     assert set(flatten(section)) == expected  # every parameter written out, none extra
 
@@ -36,7 +36,7 @@ def test_config_documents_every_parameter():
 def test_config_floats_written_as_floats():
     # ROS 2 refuses an integer for a double parameter, so 50 where 50.0 is meant would not
     # start the node.
-    section = flatten(yaml.safe_load(CONFIG.read_text())[NODE_NAME]['ros__parameters'])
+    section = flatten(yaml.safe_load(CONFIG.read_text())[f'/**/{NODE_NAME}']['ros__parameters'])
     for name, value in section.items():
         default = (PARAMS.get(name) or CAMERA_PARAMS[name.split('.', 1)[1]])[0]
         assert type(value) is type(default), name

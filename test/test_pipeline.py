@@ -1,6 +1,8 @@
 """The perception pipeline without ROS: windows, outputs, bursts, time jumps, bad input."""
 
 from collections import defaultdict
+import re
+import threading
 import time
 
 import numpy as np
@@ -11,11 +13,12 @@ from gep_model.artifact import load_artifact, save_artifact
 from gep_model.model import GEPModel
 from gep_model.registry import variant_config
 from gep_model.runtime import make_runtime
-from gep_ros.params import make_params, ParamError
+from gep_ros.msgtypes import EVENT_ARRAY
+from gep_ros.params import make_params, ParamError, resolve_name
 from gep_ros.pipeline import Pipeline
 from gep_ros.wire.dvs import encode_event_array
 from gep_ros.wire.events import make_events
-from gep_ros.wire.image import decode_image, encode_image
+from gep_ros.wire.image import decode_image, encode_image, IMAGE
 from gep_ros.wire.std import Header
 
 W, H = 168, 126  # sensor; the tiny model runs at the same size
@@ -208,7 +211,69 @@ def test_bad_parameters_name_the_parameter():
         make_params({'window.mode': 'sideways'})
     with pytest.raises(ParamError, match='unknown parameter cam1.events_topic'):
         make_params({'cam1.events_topic': '/x'})
-    with pytest.raises(ParamError, match='max_batch: must be at least 1'):
+    with pytest.raises(ParamError, match=r'max_batch: 0 is outside \[1, 64\]'):
         make_params({'max_batch': 0})
     with pytest.raises(ParamError, match='cam0.events_type'):
         make_params({'cam0.events_type': 'prophesee'})
+    with pytest.raises(ParamError, match=r'window.duraton_ms \(did you mean window.duration_ms'):
+        make_params({'window.duraton_ms': 50.0})
+
+
+@pytest.mark.parametrize('overrides,message', [
+    ({'cam1.events_topic': '/dvs/events', 'cam1.output_namespace': '/other'},
+     'cam1.events_topic and cam0.events_topic are both /dvs/events'),
+    ({'cam1.events_topic': 'dvs/events'},  # relative, resolves to the same topic
+     'cam1.events_topic and cam0.events_topic are both /dvs/events'),
+    ({'cam1.events_topic': '/cam1/events', 'cam1.output_namespace': '/dvs'},
+     'camera cam1 output color and camera cam0 output color are both /dvs/segmentation/color'),
+    ({'cam1.events_topic': '/cam1/events', 'cam1.output_namespace': 'dvs/depth/image'},
+     None),  # outputs under /dvs/depth/image/...: no clash
+])
+def test_topics_used_twice_are_refused_at_start(artifact, overrides, message):
+    values = {'cameras': ['cam0', 'cam1'], 'cam0.events_topic': '/dvs/events', **overrides}
+    params = make_params(values)
+    runtime = make_runtime(artifact, 'cpu', max_batch=1)
+    if message is None:
+        Pipeline(params, runtime, Recorder()).close()
+        return
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Pipeline(params, runtime, Recorder())
+
+
+def test_relative_topics_resolve_in_the_namespace_given(artifact):
+    params = make_params({'cam0.events_topic': 'dvs/events', 'cam0.image_topic': '~/frames'})
+    pipe = Pipeline(params, make_runtime(artifact, 'cpu', max_batch=1), Recorder(),
+                    resolve=lambda name: resolve_name(name, '/robot1'))
+    pipe.close()
+    assert dict(pipe.subscriptions()) == {'/robot1/dvs/events': EVENT_ARRAY,
+                                         '/robot1/perception_node/frames': IMAGE}
+    assert set(pipe.output_topics()) == {'/robot1/dvs/depth/image', '/robot1/dvs/segmentation/'
+                                         'labels', '/robot1/dvs/segmentation/color'}
+
+
+class Gate:
+    """A runtime stand-in's infer that waits until the test opens it."""
+
+    def __init__(self, infer):
+        self.infer, self.open = infer, threading.Event()
+        self.entered = threading.Event()
+
+    def __call__(self, *args, **kwargs):
+        self.entered.set()
+        self.open.wait(30)
+        return self.infer(*args, **kwargs)
+
+
+def test_close_with_drop_counts_the_queue_and_publishes_nothing_more(artifact):
+    pipe, out = make_pipeline(artifact, {'max_batch': 1, 'queue_size': 16}, block=False)
+    gate = Gate(pipe.runtime.infer)
+    pipe.runtime.infer = gate
+    play(pipe, T0, frames=6)
+    assert gate.entered.wait(30)  # one window in the model, the others wait in the queue
+    waiting = len(pipe.queue)
+    assert waiting >= 3
+    threading.Timer(0.2, gate.open.set).start()
+    pipe.close(drop=True)
+    assert not pipe.worker.is_alive()
+    assert out.messages == []  # not even the window that was in the model
+    assert pipe.snapshot()['dropped'] == {'shutdown': waiting + 1}

@@ -9,6 +9,7 @@ other, in order. A stream whose context is full is re-based (eagerly, in PyTorch
 
 from dataclasses import dataclass
 import logging
+import platform
 
 import numpy as np
 import torch
@@ -43,6 +44,19 @@ class Runtime:
                            + (['labels'] if heads.num_classes else [])
                            + (['class_logits'] if heads.num_categories else []))
         self.state_dtype = torch.float32
+
+    def device_name(self):
+        """Name the device it runs on, for diagnostics: 'cuda:0 NVIDIA ...' or 'cpu: <model>'."""
+        if self.device.type == 'cuda':
+            index = self.device.index if self.device.index is not None else 0
+            return f'cuda:{index} {torch.cuda.get_device_name(index)}'
+        try:
+            with open('/proc/cpuinfo') as f:
+                models = [line.split(':', 1)[1].strip() for line in f
+                          if line.startswith('model name')]
+        except OSError:
+            models = []
+        return f'cpu: {models[0] if models else platform.machine()}'
 
     def reset(self, stream=None):
         """Forget the temporal state of one stream (or of all)."""
