@@ -245,8 +245,8 @@ def test_relative_topics_resolve_in_the_namespace_given(artifact):
     pipe = Pipeline(params, make_runtime(artifact, 'cpu', max_batch=1), Recorder(),
                     resolve=lambda name: resolve_name(name, '/robot1'))
     pipe.close()
-    assert dict(pipe.subscriptions()) == {'/robot1/dvs/events': EVENT_ARRAY,
-                                         '/robot1/perception_node/frames': IMAGE}
+    assert dict(pipe.subscriptions()) == {
+        '/robot1/dvs/events': EVENT_ARRAY, '/robot1/perception_node/frames': IMAGE}
     assert set(pipe.output_topics()) == {'/robot1/dvs/depth/image', '/robot1/dvs/segmentation/'
                                          'labels', '/robot1/dvs/segmentation/color'}
 

@@ -27,9 +27,11 @@ CASES = {  # name: (camera_info height, width, binning x, y, roi)
 
 
 def expected_points(depth, height, width, bx, by, roi):
-    """Back-project through the camera_info's own K, written from REP 104 independently:
-    a depth pixel's centre maps to the camera's image by the resize, then to the sensor by
-    binning and ROI (image_geometry's convention), then through K."""
+    """Back-project through the camera_info's own K, written from REP 104 independently.
+
+    A depth pixel's centre maps to the camera's image by the resize, then to the sensor by
+    binning and ROI (image_geometry's convention), then through K.
+    """
     bx, by = max(bx, 1), max(by, 1)
     x0, y0, w, h = (roi.x_offset, roi.y_offset, roi.width, roi.height) if roi else \
         (0, 0, width, height)
