@@ -43,7 +43,7 @@ PARAMS = {
     'max_wait_ms': Param(5.0, 'longest wait for a fuller batch once a window is ready',
                          low=0.0, high=1000.0),
     'queue_size': Param(8, 'windows waiting for inference; beyond it the oldest is dropped',
-                        low=1, high=1024),
+                        low=1, high=1 << 30),
     'window.mode': Param('auto', 'image: end a window at every frame; rate: at a fixed rate on '
                                  'the event clock; auto: image where the camera has an image '
                                  'topic', ('auto', 'image', 'rate')),
@@ -55,7 +55,7 @@ PARAMS = {
     'window.max_lag_ms': Param(100.0, 'how long a frame waits for the events up to its stamp',
                                low=0.0, high=10_000.0),
     'buffer.max_events': Param(5_000_000, 'events kept per camera; beyond it the oldest are '
-                                          'dropped', low=1, high=1_000_000_000),
+                                          'dropped', low=1, high=1 << 40),
     'buffer.keep_ms': Param(1000.0, 'event history kept per camera', low=1.0, high=60_000.0),
     'buffer.reorder_ms': Param(20.0, 'packets this much older than the newest are still '
                                      'accepted', low=0.0, high=10_000.0),

@@ -20,13 +20,12 @@ import sys
 import time
 
 import numpy as np
-import yaml
 
 from .bag import BagReader, BagWriter
 from .evaluation import decode_ground_truth, GroundTruthMatch
 from .msgtypes import EVENT_ARRAY
 from .panels import panel_windows, PanelTap, write_panels
-from .params import flatten, load_params, NODE_NAME, ParamError
+from .params import file_parameters, load_params, ParamError
 from .topics import find_topics as topics_by_type, TopicError
 from .wire.cdr import CdrReader, WireError
 from .wire.image import decode_image, IMAGE
@@ -67,10 +66,8 @@ def _config_topics(path):
     if path is None:
         return {}
     try:
-        doc = yaml.safe_load(Path(path).read_text()) or {}
-        section = (doc.get(NODE_NAME) or doc.get('/**') or {}).get('ros__parameters') or {}
-        values = flatten(section)
-    except (OSError, yaml.YAMLError, AttributeError):
+        values = file_parameters(path)
+    except ParamError:
         return {}  # load_params reports what is wrong with the file
     keys = ('events_topic', 'image_topic', 'camera_info_topic')
     return {k: values[f'cam0.{k}'] for k in keys if f'cam0.{k}' in values}

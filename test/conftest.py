@@ -2,7 +2,6 @@
 
 import os
 from pathlib import Path
-import sys
 import tempfile
 
 import pytest
@@ -43,8 +42,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    sys.path.insert(0, str(REPO / 'test' / 'ros'))
-    import rosenv
+    from ros import rosenv
     if _ros_skips and rosenv.required():
         print(f'\nreal-ROS tier: {len(_ros_skips)} test(s) skipped although a ROS 2 is at hand '
               f'(first: {_ros_skips[0]})')

@@ -19,8 +19,14 @@ import time
 import uuid
 
 import pytest
+import torch
 
-import rosenv
+from gep_model.artifact import save_artifact
+from gep_model.model import GEPModel
+from gep_model.registry import variant_config
+from training.synthetic.bag import write_synth_bag
+
+from . import rosenv
 
 HERE = Path(__file__).resolve().parent
 
@@ -145,3 +151,19 @@ def harness(ros, procs, tmp_path):
         with open(result_path, 'rb') as f:
             return code, pickle.load(f), proc.text()
     return run
+
+
+@pytest.fixture(scope='session')
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('weights') / 'gep_tiny'
+    torch.manual_seed(0)
+    save_artifact(GEPModel(variant_config('gep_tiny')), folder)
+    return folder
+
+
+@pytest.fixture(scope='session')
+def street(tmp_path_factory):
+    """Simulate 1.5 s of the synthetic street at DAVIS346 size, frames and camera_info too."""
+    path = tmp_path_factory.mktemp('bags') / 'street'
+    write_synth_bag(path, seconds=1.5, seed=5)
+    return path

@@ -7,7 +7,9 @@ wrote (never anything else):
     publish: [(topic, 'pkg/msg/Type', offset_s, cdr_bytes, clock_ns or None)], in order
     record: {topic: 'pkg/msg/Type'} recorded raw; /diagnostics is always recorded, decoded
     expect: {topic: count}; the harness stops once every count is reached
-    timeout: seconds to wait for the node's subscriptions, and again for the outputs
+    timeout: seconds to wait for the node's subscriptions
+    output_timeout: seconds to wait for the expected outputs after playing (default 30)
+    wait_for: the published topics whose subscriber to wait for (default: all)
     publishers_qos_depth: history depth of the players (reliable)
 Before playing it waits until the node subscribes to every published topic and publishes
 every recorded one. RESULT gets {topic: [(receive_wall_ns, bytes)]}, 'diagnostics': [dicts],
@@ -82,7 +84,8 @@ def main(plan_path, result_path):
 
     result = {'received': received, 'diagnostics': diagnostics, 'played': 0}
     status = 0
-    up = wait_until(lambda: all(p.get_subscription_count() for p in pubs.values())
+    waited = [pubs[t] for t in plan.get('wait_for', pubs)]
+    up = wait_until(lambda: all(p.get_subscription_count() for p in waited)
                     and all(node.count_publishers(t) for t in plan['record']), plan['timeout'])
     if not up:
         status = 3

@@ -14,38 +14,17 @@ import time
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
-from gep_model.artifact import save_artifact
-from gep_model.model import GEPModel
-from gep_model.registry import variant_config
 from gep_ros.bag import BagReader
 from gep_ros.wire.cdr import WireError
 from gep_ros.wire.dvs import decode_event_array
 from gep_ros.wire.event_packet import decode_event_packet
 from gep_ros.wire.image import decode_image, IMAGE
-from training.synthetic.bag import write_synth_bag
 
 OUTPUTS = {'depth/image': '32FC1', 'segmentation/labels': 'mono8', 'segmentation/color': 'rgb8'}
 EXCEPTION_TEXT = re.compile(r'Traceback|Exception|Error\(|exception')
 EXIT_WITHIN_S = 2.0
-
-
-@pytest.fixture(scope='module')
-def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('weights') / 'gep_tiny'
-    torch.manual_seed(0)
-    save_artifact(GEPModel(variant_config('gep_tiny')), folder)
-    return folder
-
-
-@pytest.fixture(scope='module')
-def street(tmp_path_factory):
-    """Simulate 1.5 s of the synthetic street at DAVIS346 size, frames and camera_info too."""
-    path = tmp_path_factory.mktemp('bags') / 'street'
-    write_synth_bag(path, seconds=1.5, seed=5)
-    return path
 
 
 def bag_messages(path, topics, rename=None):

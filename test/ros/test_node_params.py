@@ -11,26 +11,13 @@ from pathlib import Path
 import signal
 import sys
 
-import pytest
-import torch
 import yaml
 
-from gep_model.artifact import save_artifact
-from gep_model.model import GEPModel
-from gep_model.registry import variant_config
 from gep_ros.params import CAMERA_PARAMS, describe, PARAMS
 
 HERE = Path(__file__).resolve().parent
 
 READY = r'\]: ready: '
-
-
-@pytest.fixture(scope='module')
-def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('weights') / 'gep_tiny'
-    torch.manual_seed(0)
-    save_artifact(GEPModel(variant_config('gep_tiny')), folder)
-    return folder
 
 
 def test_descriptors_qos_logging_and_publish_after_shutdown(procs, weights, tmp_path):
