@@ -1,7 +1,9 @@
 """Shared test fixtures: where the real recordings live, and offline settings."""
 
+import atexit
 import os
 from pathlib import Path
+import shutil
 import tempfile
 
 import pytest
@@ -13,8 +15,11 @@ SHARED_DATA = Path(os.environ.get('GEP_SHARED_DATA', REPO.parent / 'shared' / 'd
 BAGS = SHARED_DATA / 'bags'
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
-# Engines the tests build (ONNX for backend auto on a CPU) stay out of the user's cache.
-os.environ.setdefault('GEP_ENGINE_CACHE', tempfile.mkdtemp(prefix='gep-test-engines-'))
+# Engines the tests build (ONNX for backend auto on a CPU) stay out of the user's cache, in a
+# folder the process that made it removes at exit (pytest-xdist workers inherit it).
+if 'GEP_ENGINE_CACHE' not in os.environ:
+    os.environ['GEP_ENGINE_CACHE'] = tempfile.mkdtemp(prefix='gep-test-engines-')
+    atexit.register(shutil.rmtree, os.environ['GEP_ENGINE_CACHE'], True)
 
 
 @pytest.fixture(scope='session')
