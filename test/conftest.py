@@ -1,4 +1,4 @@
-"""Shared test fixtures: where the real recordings live, and offline settings."""
+"""Shared test fixtures: where the real recordings live, offline settings, the ROS tier check."""
 
 import atexit
 import os
@@ -9,10 +9,9 @@ import tempfile
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# The real event-camera recordings sit beside the checkout (never copied into it);
-# GEP_SHARED_DATA points elsewhere when the layout differs.
-SHARED_DATA = Path(os.environ.get('GEP_SHARED_DATA', REPO.parent / 'shared' / 'data'))
-BAGS = SHARED_DATA / 'bags'
+# Real event-camera recordings, kept in the repository with their source and licence
+# (test/data/README.md), so that a clone tests itself.
+BAGS = REPO / 'test' / 'data' / 'bags'
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 # Engines the tests build (ONNX for backend auto on a CPU) stay out of the user's cache, in a
@@ -24,9 +23,7 @@ if 'GEP_ENGINE_CACHE' not in os.environ:
 
 @pytest.fixture(scope='session')
 def bags_dir():
-    """Directory of the shared real bags; a missing folder is a setup error, not a skip."""
-    if not BAGS.is_dir():
-        pytest.fail(f'shared recordings not found at {BAGS}; set GEP_SHARED_DATA', pytrace=False)
+    """Return the folder of the real recordings (test/data/bags)."""
     return BAGS
 
 

@@ -13,7 +13,7 @@ from gep_ros.wire.dvs import decode_event_array, encode_event_array
 from gep_ros.wire.events import make_events
 from gep_ros.wire.std import Header
 
-# Message counts and topics from the recordings' documentation (shared/data/README.md).
+# Message counts and topics from the recordings' documentation (test/data/README.md).
 REAL = {
     'evpy_test_events_1': 517,
     'evpy_test_events_1.bag': 517,

@@ -1,7 +1,7 @@
 """event_camera_msgs/EventPacket: message codec and payload decoders against outside oracles.
 
 The checksums are the assertions of event_camera_codecs' and event_camera_py's own tests on
-the real recordings (see shared/data/README.md). The vectorised EVT3 decoder is also checked
+the real recordings (see test/data/README.md). The vectorised EVT3 decoder is also checked
 word for word against a plain loop written after the reference C++ decoder.
 """
 
