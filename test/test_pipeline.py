@@ -14,11 +14,13 @@ from gep_model.model import GEPModel
 from gep_model.registry import variant_config
 from gep_model.runtime import make_runtime
 from gep_ros.msgtypes import EVENT_ARRAY
+from gep_ros.outputs import intrinsics
 from gep_ros.params import make_params, ParamError, resolve_name
 from gep_ros.pipeline import Pipeline
 from gep_ros.wire.dvs import encode_event_array
 from gep_ros.wire.events import make_events
-from gep_ros.wire.image import decode_image, encode_image, IMAGE
+from gep_ros.wire.image import (decode_camera_info, decode_image, encode_camera_info,
+                                encode_image, IMAGE)
 from gep_ros.wire.std import Header
 
 W, H = 168, 126  # sensor; the tiny model runs at the same size
@@ -277,3 +279,15 @@ def test_close_with_drop_counts_the_queue_and_publishes_nothing_more(artifact):
     assert not pipe.worker.is_alive()
     assert out.messages == []  # not even the window that was in the model
     assert pipe.snapshot()['dropped'] == {'shutdown': waiting + 1}
+
+
+def test_point_cloud_intrinsics_follow_binning_and_the_depth_size():
+    """The pixel under the principal point back-projects onto the optical axis."""
+    k_full = np.array([[400.0, 0.0, 330.0], [0.0, 410.0, 250.0], [0.0, 0.0, 1.0]])
+    for height, width, binning, size in ((520, 692, 2, (260, 346)), (520, 692, 0, (130, 173))):
+        info = decode_camera_info(encode_camera_info(Header(0, 'cam'), height, width, k_full,
+                                                     binning_x=binning, binning_y=binning))
+        k = intrinsics(info, size)
+        scale = size[1] / (width / max(binning, 1))
+        assert k[0, 0] == pytest.approx(k_full[0, 0] / max(binning, 1) * scale)
+        assert (k[0, 2] + 0.5) / scale - 0.5 == pytest.approx(k_full[0, 2] / max(binning, 1))

@@ -117,8 +117,8 @@ def find():
         return RosEnv(env, prefix, env['ROS_DISTRO'], 'sourced')
     tarball = shared_tarball()
     if tarball is None:
-        raise Unavailable('no ROS 2: none is sourced (ROS_DISTRO unset) and no '
-                          'shared/ros2/ros2-*.tar.gz lies beside the checkout')
+        raise Unavailable('none is sourced (ROS_DISTRO unset) and no shared/ros2/ros2-*.tar.gz '
+                          'lies beside the checkout')
     prefix = unpack(tarball)
     env = sourced(prefix / 'setup.bash')
     return RosEnv(env, str(prefix), env.get('ROS_DISTRO', '?'), tarball.name)

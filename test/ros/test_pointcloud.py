@@ -8,7 +8,6 @@ import pickle
 import sys
 
 import numpy as np
-import pytest
 
 from gep_ros.outputs import encode_outputs
 from gep_ros.wire.image import decode_camera_info, encode_camera_info, RegionOfInterest
@@ -71,16 +70,3 @@ def test_points_read_back_by_sensor_msgs_py(procs, tmp_path):
         np.testing.assert_allclose(points, expected[i], rtol=1e-5, atol=1e-4, err_msg=name)
     # The cases differ: a K left unscaled would have put every cloud in the same place.
     assert not np.allclose(got['cloud0'], got['cloud4'])
-
-
-@pytest.mark.parametrize('name', ['binning 2x2', 'another resolution'])
-def test_principal_point_maps_to_the_optical_axis(name):
-    """ROS-free: the pixel under the principal point back-projects onto the optical axis."""
-    from gep_ros.outputs import intrinsics
-    height, width, bx, by, roi = CASES[name]
-    info = decode_camera_info(encode_camera_info(Header(0, 'cam'), height, width, K,
-                                                 binning_x=bx, binning_y=by, roi=roi))
-    k = intrinsics(info, (H, W))
-    scale = W / (width / max(bx, 1))
-    assert k[0, 0] == pytest.approx(K[0, 0] / max(bx, 1) * scale)
-    assert (k[0, 2] + 0.5) / scale - 0.5 == pytest.approx(K[0, 2] / max(bx, 1))
