@@ -2,12 +2,11 @@
 
 Bags recorded without embedded definitions (rosbag2 before Iron, sqlite3 storage) and the
 reference codec tests need dvs_msgs and event_camera_msgs, which no rosbags store ships.
-The text below is the packages' own .msg content (ROS 2 layout).
+The text below is the packages' own .msg content (ROS 2 layout). rosbags is imported only
+when a typestore is asked for: the node, which uses the type names alone, runs without it.
 """
 
 from functools import lru_cache
-
-from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 
 EVENT_ARRAY = 'dvs_msgs/msg/EventArray'
 EVENT_PACKET = 'event_camera_msgs/msg/EventPacket'
@@ -41,6 +40,7 @@ uint8[] events
 
 def register_event_types(store):
     """Add the event camera message types that `store` lacks; return the store."""
+    from rosbags.typesys import get_types_from_msg
     types = {}
     for name, text in DEFINITIONS.items():
         if name not in store.fielddefs:
@@ -53,4 +53,5 @@ def register_event_types(store):
 @lru_cache(maxsize=1)
 def typestore():
     """Return the shared rosbags Typestore: ROS 2 Humble's types plus the event camera types."""
+    from rosbags.typesys import get_typestore, Stores
     return register_event_types(get_typestore(Stores.ROS2_HUMBLE))

@@ -1,0 +1,139 @@
+"""The robot install: what the node needs, and only that, on Humble and Jazzy.
+
+requirements-robot.txt resolves from PyPI for Python 3.10 and 3.12 on x86_64 and aarch64, and
+the node's code runs without the training, plotting and bag packages.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+import os
+from pathlib import Path
+import re
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+
+from conftest import REPO
+import pytest
+
+REQUIREMENTS = REPO / 'requirements-robot.txt'
+# Checked against ros/rosdistro (rosdep/python.yaml and {humble,jazzy}/distribution.yaml):
+# each key resolves on both distributions. dvs_msgs does not, and must not appear.
+ROSDEP_KEYS = {
+    'rclpy', 'rcl_interfaces', 'std_msgs', 'sensor_msgs', 'builtin_interfaces',
+    'diagnostic_msgs', 'event_camera_msgs', 'launch', 'launch_ros', 'python3-numpy',
+    'python3-opencv', 'python3-yaml', 'ament_copyright', 'ament_flake8', 'ament_pep257',
+    'python3-pytest', 'rosgraph_msgs', 'sensor_msgs_py'}
+ROBOTS = {  # name: (python, platform, ROS's own numpy from apt, or None where pip adds one)
+    'humble-x86_64': ('3.10', 'x86_64', None),
+    'jazzy-x86_64': ('3.12', 'x86_64', '1.26.4'),
+    'humble-aarch64': ('3.10', 'aarch64', None),
+    'jazzy-aarch64': ('3.12', 'aarch64', '1.26.4'),
+}
+NODE_NEEDS = {'torch', 'torchvision', 'timm', 'safetensors', 'numpy', 'onnxruntime', 'onnx',
+              'onnxscript'}
+# PyYAML (timm wants it) comes from apt and pip sees it there: it may appear below.
+NOT_ON_A_ROBOT = {'rosbags', 'matplotlib', 'tensorboard', 'h5py', 'hdf5plugin', 'pytest',
+                  'opencv-python', 'opencv-python-headless'}
+
+
+def test_package_xml_keys_resolve_on_humble_and_jazzy():
+    deps = {e.text for e in ET.parse(REPO / 'package.xml').getroot()
+            if e.tag.endswith('depend')}
+    assert 'dvs_msgs' not in deps and 'cv_bridge' not in deps
+    assert deps <= ROSDEP_KEYS, deps - ROSDEP_KEYS
+
+
+def test_robot_requirements_name_only_what_the_node_needs():
+    names = {re.split(r'[<>=!; ]', line)[0].lower() for line in REQUIREMENTS.read_text()
+             .splitlines() if line.strip() and not line.startswith('#')}
+    assert names == NODE_NEEDS
+    assert not names & NOT_ON_A_ROBOT
+    assert '==' not in REQUIREMENTS.read_text()  # ranges, next to ROS's packages
+
+
+def _resolve(robot, tmp):
+    """Resolve requirements-robot.txt for a robot from PyPI alone; return {name: version}.
+
+    With uv rather than `pip install --dry-run`: pip evaluates dependency markers (torch's
+    nvidia-* wheels) on the machine that runs it, so it cannot resolve for aarch64 here, and
+    its dry run fetches every wheel's metadata (two minutes a robot, against seconds).
+    """
+    python, arch, numpy = ROBOTS[robot]
+    extra = tmp / f'{robot}.txt'
+    extra.write_text(f'numpy=={numpy}\n' if numpy else '')
+    env = dict(os.environ, UV_NO_CONFIG='1', UV_CACHE_DIR=str(tmp / 'uv-cache'))
+    cmd = [str(Path(sys.executable).parent / 'uv'), 'pip', 'compile', '--quiet', '--no-header',
+           '--index-url', 'https://pypi.org/simple', '--python-version', python,
+           '--python-platform', f'{arch}-manylinux_2_28', '--only-binary', ':all:',
+           str(REQUIREMENTS), str(extra)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f'{robot}: {out.stderr[-3000:]}'
+    return dict(re.findall(r'^([A-Za-z0-9_.-]+)==(\S+)', out.stdout, re.MULTILINE))
+
+
+def test_robot_requirements_resolve_for_humble_and_jazzy_on_x86_64_and_aarch64(tmp_path):
+    with ThreadPoolExecutor(len(ROBOTS)) as pool:
+        found = dict(zip(ROBOTS, pool.map(lambda r: _resolve(r, tmp_path), ROBOTS)))
+    for robot, versions in found.items():
+        versions = {name.lower().replace('_', '-'): v for name, v in versions.items()}
+        assert NODE_NEEDS <= set(versions), (robot, sorted(versions))
+        assert int(versions['numpy'].split('.')[0]) == 1, (robot, versions['numpy'])
+        if ROBOTS[robot][2]:
+            assert versions['numpy'] == ROBOTS[robot][2]
+        assert not set(versions) & NOT_ON_A_ROBOT, robot
+
+
+NODE_CODE = textwrap.dedent("""
+    import sys
+    for name in BLOCKED:
+        sys.modules[name] = None  # importing it now raises ImportError
+    import numpy as np
+    import torch
+    from gep_model.artifact import load_artifact, save_artifact
+    from gep_model.model import GEPModel
+    from gep_model.registry import variant_config
+    from gep_model.runtime import make_runtime
+    from gep_ros.params import make_params
+    from gep_ros.pipeline import Pipeline
+    from gep_ros.wire.dvs import encode_event_array
+    from gep_ros.wire.events import make_events
+    from gep_ros.wire.std import Header
+    torch.manual_seed(0)
+    save_artifact(GEPModel(variant_config('gep_tiny', input_size=(42, 56))), FOLDER)
+    out = []
+    params = make_params({'cam0.events_topic': '/dvs/events', 'window.rate_hz': 20.0})
+    pipe = Pipeline(params, make_runtime(load_artifact(FOLDER), 'cpu', 1),
+                    lambda topic, data: out.append(topic), block_when_full=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        t = np.sort(rng.integers(i * 25_000_000, (i + 1) * 25_000_000, 500)) + 10**18
+        events = make_events(rng.integers(0, 64, 500), rng.integers(0, 48, 500), t,
+                             rng.integers(0, 2, 500))
+        pipe.feed('/dvs/events', encode_event_array(Header(int(t[0]), 'dvs'), 48, 64, events),
+                  int(t[-1]))
+    assert pipe.flush(60)
+    pipe.close()
+    assert sorted(set(out)) == ['/dvs/depth/image', '/dvs/segmentation/color',
+                                '/dvs/segmentation/labels'], out
+    print('windows', out.count('/dvs/depth/image'))
+""")
+
+
+def test_node_code_runs_without_training_plotting_and_bag_packages(tmp_path):
+    blocked = sorted(NOT_ON_A_ROBOT - {'pytest', 'opencv-python', 'opencv-python-headless'})
+    code = f'BLOCKED = {blocked!r}\nFOLDER = {str(tmp_path / "tiny")!r}\n' + NODE_CODE
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert int(out.stdout.split()[-1]) >= 1
+
+
+@pytest.mark.parametrize('section,key,value', [('build_scripts', 'executable',
+                                                '/usr/bin/env python3')])
+def test_installed_scripts_run_with_the_python3_first_on_path(section, key, value):
+    """Check the shebang colcon writes for the installed scripts from setup.cfg."""
+    import configparser
+    config = configparser.ConfigParser()
+    config.read(REPO / 'setup.cfg')
+    assert config[section][key] == value
