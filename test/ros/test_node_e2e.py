@@ -112,7 +112,7 @@ def last_diagnostics(result):
     return mine
 
 
-def test_launch_answers_every_frame_with_its_header_and_exits_on_sigint(
+def test_launch_answers_every_frame_with_its_header_and_exits_on_sigterm(
         procs, harness, weights, street, tmp_path):
     topics = ['/dvs/events', '/dvs/image_raw', '/dvs/camera_info']
     messages = bag_messages(street, topics)
@@ -141,7 +141,7 @@ def test_launch_answers_every_frame_with_its_header_and_exits_on_sigint(
     assert final['hardware_id'].startswith('cpu')
     assert final['values']['weights'] != final['hardware_id']
     assert not any(k.startswith(('dropped', 'rejected')) for k in final['values'])
-    assert_clean_exit(node, signal.SIGINT)
+    assert_clean_exit(node, signal.SIGTERM)
 
 
 def damage(messages):
@@ -199,7 +199,7 @@ def test_damaged_messages_counted_once_each_every_intact_frame_answered(
     assert rejected == reasons
     assert final['level'] != 2 and final['message'] != 'inference worker stopped'
     assert not any(k.startswith('dropped') for k in final['values'])
-    log = assert_clean_exit(node, signal.SIGTERM)
+    log = assert_clean_exit(node, signal.SIGINT)
     assert log.count('rejected a message on /dvs/') == sum(reasons.values())
 
 
