@@ -65,6 +65,11 @@ def test_replay_plays_after_ready_on_sim_time_records_outputs_and_ends(
         assert not pattern.search(topic), topic
     play = json.loads((shim_log / 'play.json').read_text())
     assert play['argv'] == [str(street), '--rate', '1.0', '--clock']
+    # The node answered every frame; the recorder, which like ros2 bag record subscribes to
+    # what it discovers, has them all but for any published before it matched.
     frames = len(bag_messages(street, ['/dvs/image_raw']))
-    assert record['counts']['/dvs/depth/image'] == frames, record
-    assert record['counts'].get('/diagnostics', 0) >= 1
+    assert f'stopped: {frames} windows, {3 * frames} outputs published, 0 windows dropped' \
+        in log, log[-3000:]
+    for topic in ('/dvs/depth/image', '/dvs/segmentation/labels', '/dvs/segmentation/color'):
+        assert frames - 5 <= record['counts'][topic] <= frames, record
+    assert record['counts']['/diagnostics'] >= 1
