@@ -113,7 +113,8 @@ class CameraParams:
         """The outputs' namespace, as configured (relative names stay relative)."""
         if self.output_namespace:
             return self.output_namespace.rstrip('/') or '/'
-        return self.events_topic.rsplit('/', 1)[0] if '/' in self.events_topic else ''
+        head = self.events_topic.rsplit('/', 1)[0] if '/' in self.events_topic else ''
+        return head or ('/' if self.events_topic.startswith('/') else '')  # /events: root
 
     def output_topic(self, name):
         """Return the output topic `name` (depth/image, ...) in the output namespace."""

@@ -291,3 +291,11 @@ def test_point_cloud_intrinsics_follow_binning_and_the_depth_size():
         scale = size[1] / (width / max(binning, 1))
         assert k[0, 0] == pytest.approx(k_full[0, 0] / max(binning, 1) * scale)
         assert (k[0, 2] + 0.5) / scale - 0.5 == pytest.approx(k_full[0, 2] / max(binning, 1))
+
+
+@pytest.mark.parametrize('events,output', [
+    ('/events', '/depth/image'), ('events', 'depth/image'), ('dvs/events', 'dvs/depth/image'),
+    ('/dvs/events', '/dvs/depth/image'), ('~/ev', '~/depth/image')])
+def test_outputs_go_in_the_events_topics_namespace(events, output):
+    camera = make_params({'cam0.events_topic': events}).cameras[0]
+    assert camera.output_topic('depth/image') == output
