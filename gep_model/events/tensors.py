@@ -186,10 +186,13 @@ def accumulate(size: int, index: torch.Tensor, values: Optional[torch.Tensor] = 
                dtype: torch.dtype = torch.int64) -> torch.Tensor:
     """Sum values (default 1 per index) into a flat (size,) tensor; duplicates add up.
 
-    index_put_ with accumulate=True adds repeated indices instead of keeping one of them, on
-    CPU and CUDA alike; integer counts are exact whatever the order.
+    Counts go through bincount; weighted sums through index_put_ with accumulate=True, which
+    adds repeated indices instead of keeping one of them, on CPU and CUDA alike. Integer
+    counts are exact whatever the order.
     """
+    if values is None:  # counts: one bincount, an index outside [0, size) is an error
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= size):
+            raise IndexError(f'index out of range for {size} bins')
+        return torch.bincount(index, minlength=size).to(dtype)
     out = torch.zeros(size, dtype=dtype, device=index.device)
-    if values is None:
-        values = torch.ones(index.shape, dtype=dtype, device=index.device)
     return out.index_put_((index,), values.to(dtype), accumulate=True)
