@@ -44,6 +44,7 @@ LOGGERS = ('gep_ros', 'gep_model')  # Python loggers whose records go to the ROS
 # reliability can be overridden per topic with qos_overrides.<topic>.<publisher|subscription>.*
 # parameters, the ROS 2 way.
 QOS_OVERRIDES = QoSOverridingOptions.with_default_policies()
+QOS_PARAMETERS = 'qos_overrides.'  # the prefix of the parameters QOS_OVERRIDES declares
 
 
 def input_qos():
@@ -120,6 +121,9 @@ class PerceptionNode(Node):
 
     def _start(self):
         self.params = self._declare_parameters()
+        # Before the model loads (an engine build can take minutes); QoS overrides are
+        # declared with their entities, so they are checked once those exist.
+        self._refuse_unknown_parameters(QOS_PARAMETERS)
         runtime = self._runtime()
         self.digest = runtime.artifact.digest
         self.hardware_id = runtime.device_name()
@@ -166,14 +170,15 @@ class PerceptionNode(Node):
                        if name != 'cameras'})
         return make_params(values)
 
-    def _refuse_unknown_parameters(self):
+    def _refuse_unknown_parameters(self, except_prefix=None):
         """Refuse a parameter given to this node that it does not declare.
 
         From a file or the command line, it is a misspelling or a leftover: running without
-        it would hide that.
+        it would hide that. Names starting with `except_prefix` are not checked (yet).
         """
         # rclpy keeps the overrides meant for this node here (Humble to Jazzy and later).
-        unknown = sorted(set(self._parameter_overrides) - set(self._parameters))
+        unknown = sorted(name for name in set(self._parameter_overrides) - set(self._parameters)
+                         if not (except_prefix and name.startswith(except_prefix)))
         if unknown:
             raise ParamError(f'unknown parameter {unknown[0]}'
                              f'{did_you_mean(unknown[0], self._parameters)}'

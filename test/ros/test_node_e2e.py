@@ -255,6 +255,8 @@ def test_evt3_packets_and_two_cameras_on_sim_time_under_a_namespace(
     ('misspelt name', {'window.duraton_ms': 50.0},
      r'unknown parameter window\.duraton_ms \(did you mean window\.duration_ms\?\)'),
     ('out of range', {'max_batch': 0}, r'max_batch: .*'),
+    ('misspelt QoS override', {'qos_overrides': {'/dvs/eventz': {'subscription': {'depth': 5}}}},
+     r'unknown parameter qos_overrides\./dvs/eventz\.subscription\.depth'),
     ('outputs collide', {'cameras': ['cam0', 'cam1'], 'cam1.events_topic': '/other/events',
                          'cam1.output_namespace': '/dvs'},
      r'cam1 output \w+ and camera cam0 output \w+ are both /dvs/'),
