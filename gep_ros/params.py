@@ -39,9 +39,12 @@ PARAMS = {
     'precision': Param('fp16', 'GPU precision', ('fp16', 'bf16', 'fp32')),
     'engine_cache': Param('', 'TensorRT / ONNX engine cache folder; empty: '
                               '~/.cache/gep_ros/engines'),
-    'max_batch': Param(4, 'largest number of windows run together', low=1, high=64),
-    'max_wait_ms': Param(5.0, 'longest wait for a fuller batch once a window is ready',
-                         low=0.0, high=1000.0),
+    'max_batch': Param(4, 'largest number of windows run together, one per camera (a '
+                          "camera's windows run in order)", low=1, high=64),
+    'max_wait_ms': Param(5.0, "longest wait for the other cameras' windows once one is "
+                              'ready (one camera: none)', low=0.0, high=1000.0),
+    'threads': Param(0, 'CPU threads for the model (torch and onnxruntime); 0: all cores but '
+                        'one, which decodes messages and runs ROS', low=0, high=1024),
     'queue_size': Param(8, 'windows waiting for inference; beyond it the oldest is dropped',
                         low=1, high=1 << 30),
     'window.mode': Param('auto', 'image: end a window at every frame; rate: at a fixed rate on '

@@ -30,7 +30,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from gep_model.artifact import load_artifact, save_artifact
 from gep_model.errors import ArtifactError
-from gep_model.runtime import choose_backend, make_runtime
+from gep_model.runtime import choose_backend, cpu_threads, make_runtime
 
 from .memory import retain_freed_memory
 from .params import describe, did_you_mean, make_params, NODE_NAME, ParamError, PARAMS, schema
@@ -198,7 +198,8 @@ class PerceptionNode(Node):
         except (ValueError, RuntimeError) as exc:
             raise ParamError(f'backend: {exc}') from None
         return make_runtime(artifact, backend, self.params['max_batch'],
-                            self.params['precision'], self.params['engine_cache'] or None)
+                            self.params['precision'], self.params['engine_cache'] or None,
+                            threads=cpu_threads(self.params['threads']))
 
     def _random_artifact(self):
         import torch

@@ -5,7 +5,8 @@ node's raw subscriptions and bag replay deliver them. Per camera a `WindowCutter
 (gep_ros.windows, shared with training) decodes events into a bounded buffer and cuts
 windows: ending at each frame's stamp (image mode) or at a fixed rate on the event clock
 (rate mode). Windows go through a bounded queue to one worker
-thread, which batches them (up to `max_batch`, waiting at most `max_wait_ms`), renders
+thread, which batches them (one window per camera, up to `max_batch` cameras, waiting at
+most `max_wait_ms` for the other cameras), renders
 their event representation, runs the model runtime and publishes depth, labels, a colour
 overlay and optionally a point cloud through `publish(topic, cdr_bytes)`, each output
 carrying the header of the input it answers.
@@ -136,14 +137,23 @@ class Pipeline:
                 self.ready.wait(0.1)
             if not self.queue:
                 return []
+            # A batch holds one window per camera, the oldest: a camera's windows run one
+            # after another anyway (its temporal state), so a second one in the batch would
+            # only hold back the first one's outputs. With one camera nothing waits.
+            limit = min(self.values['max_batch'], len(self.cameras))
             deadline = time.perf_counter() + self.values['max_wait_ms'] / 1e3
-            while len(self.queue) < self.values['max_batch'] and not self.closed:
+            while len({job.camera for job in self.queue}) < limit and not self.closed:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
                 self.ready.wait(left)
-            n = min(len(self.queue), self.values['max_batch'])
-            jobs = [self.queue.popleft() for _ in range(n)]
+            jobs, cameras = [], set()
+            for job in self.queue:
+                if job.camera not in cameras and len(jobs) < limit:
+                    cameras.add(job.camera)
+                    jobs.append(job)
+            for job in jobs:
+                self.queue.remove(job)
             self.busy = True
             self.ready.notify_all()
             return jobs

@@ -259,7 +259,7 @@ class _Run:
 def replay(options):
     """Run the replay described by `options`; return the report (JSON-ready dict)."""
     from gep_model.artifact import load_artifact
-    from gep_model.runtime import make_runtime
+    from gep_model.runtime import cpu_threads, make_runtime
     started = time.perf_counter()
     if Path(options.out_bag).exists():
         raise ReplayError(f'{options.out_bag}: already exists; choose a new output path')
@@ -273,7 +273,8 @@ def replay(options):
         artifact = load_artifact(options.weights)
         try:
             runtime = make_runtime(artifact, params['backend'], params['max_batch'],
-                                   params['precision'], params['engine_cache'] or None)
+                                   params['precision'], params['engine_cache'] or None,
+                                   threads=cpu_threads(params['threads']))
         except (ValueError, RuntimeError) as exc:
             raise ReplayError(f'backend: {exc}') from None
         run = _Run(options, reader, topics, params, artifact, runtime)

@@ -299,3 +299,46 @@ def test_point_cloud_intrinsics_follow_binning_and_the_depth_size():
 def test_outputs_go_in_the_events_topics_namespace(events, output):
     camera = make_params({'cam0.events_topic': events}).cameras[0]
     assert camera.output_topic('depth/image') == output
+
+
+def test_a_batch_holds_one_window_per_camera(artifact):
+    """A camera's windows run in order anyway: batching two of them only delays the first."""
+    pipe, out = make_pipeline(artifact, {'cameras': ['left', 'right'],
+                                         'left.events_topic': '/left/events',
+                                         'left.image_topic': '/left/image',
+                                         'right.events_topic': '/right/events',
+                                         'right.image_topic': '/right/image'}, block=True)
+    batches, infer = [], pipe.runtime.infer
+
+    def recording(*args, streams=None, **kwargs):
+        batches.append(list(streams))
+        time.sleep(0.05)  # slower than the frames come: a backlog builds
+        return infer(*args, streams=streams, **kwargs)
+    pipe.runtime.infer = recording
+    play(pipe, T0, frames=6, prefix='/left')
+    play(pipe, T0, frames=6, prefix='/right', seed=9)
+    pipe.flush(timeout=60)
+    pipe.close()
+    assert sum(len(b) for b in batches) == 12
+    assert all(len(b) == len(set(b)) for b in batches), batches
+    assert any(len(b) == 2 for b in batches), batches  # the two cameras did share steps
+    assert len(out.by_topic['/left/depth/image']) == len(out.by_topic['/right/depth/image']) == 6
+    for topic in ('/left/depth/image', '/right/depth/image'):
+        assert out.stamps(topic) == sorted(out.stamps(topic))
+
+
+def test_one_camera_never_batches_or_waits(artifact):
+    pipe, out = make_pipeline(artifact, {'max_batch': 4, 'max_wait_ms': 500.0}, block=True)
+    batches, infer = [], pipe.runtime.infer
+
+    def recording(*args, streams=None, **kwargs):
+        batches.append(len(streams))
+        time.sleep(0.05)
+        return infer(*args, streams=streams, **kwargs)
+    pipe.runtime.infer = recording
+    start = time.perf_counter()
+    play(pipe, T0, frames=6)
+    pipe.flush(timeout=60)
+    pipe.close()
+    assert batches == [1] * 6
+    assert time.perf_counter() - start < 6 * 0.5  # no 500 ms wait for company

@@ -137,3 +137,20 @@ def test_cpu_runtime_with_torch_compile_matches_eager(artifact):
     eager = make_runtime(artifact, 'cpu')
     for a, b in zip(compiled.infer(events, streams=[0, 1]), eager.infer(events, streams=[0, 1])):
         np.testing.assert_allclose(a.depth, b.depth, rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_threads_leave_a_core_and_reach_torch(monkeypatch, tmp_path):
+    from gep_model.runtime import cpu_threads
+    monkeypatch.setattr('os.cpu_count', lambda: 8)
+    assert cpu_threads(0) == 7 and cpu_threads(3) == 3
+    monkeypatch.setattr('os.cpu_count', lambda: 1)
+    assert cpu_threads(0) == 1
+    before = torch.get_num_threads()
+    try:
+        torch.manual_seed(0)
+        artifact = load_artifact(save_artifact(GEPModel(variant_config('gep_tiny')),
+                                               tmp_path / 'tiny'))
+        make_runtime(artifact, 'cpu', 1, threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

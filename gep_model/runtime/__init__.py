@@ -8,6 +8,7 @@ if its export fails, auto falls back to eager PyTorch and says so.
 """
 
 import importlib.util
+import os
 
 import torch
 
@@ -47,10 +48,28 @@ def choose_backend(requested='auto'):
     return requested
 
 
+def cpu_threads(requested=0):
+    """Return the CPU threads for the model: `requested`, or for 0 all cores but one.
+
+    The core left over decodes messages and cuts windows (and runs ROS in the node): on two
+    cores, onnxruntime's and torch's pools taking both made the pipeline's end-to-end latency
+    three times as long as one thread did, for a step no faster (BENCHMARKS).
+    """
+    return requested if requested > 0 else max(1, (os.cpu_count() or 2) - 1)
+
+
 def make_runtime(artifact, backend='auto', max_batch=8, precision=None, cache_dir=None,
-                 **options):
-    """Build the runtime for a loaded artifact (see gep_model.artifact.load_artifact)."""
+                 threads=None, **options):
+    """Build the runtime for a loaded artifact (see gep_model.artifact.load_artifact).
+
+    threads: CPU threads for the model, torch's intra-op pool (process-wide) and onnxruntime's
+    session; None leaves the libraries' defaults (every core).
+    """
+    if threads:
+        torch.set_num_threads(threads)
     name = choose_backend(backend)
+    if name == 'onnxruntime' and threads:
+        options = dict(options, threads=threads)
     if name == 'onnxruntime' and backend == 'auto':
         from .ort import OnnxRuntime
         try:
@@ -71,5 +90,5 @@ def make_runtime(artifact, backend='auto', max_batch=8, precision=None, cache_di
     return TensorRTRuntime(artifact, max_batch, precision or 'fp16', cache_dir, **options)
 
 
-__all__ = ['available_backends', 'BACKENDS', 'choose_backend', 'make_runtime', 'Runtime',
-           'WindowOutput']
+__all__ = ['available_backends', 'BACKENDS', 'choose_backend', 'cpu_threads', 'make_runtime',
+           'Runtime', 'WindowOutput']
