@@ -174,10 +174,6 @@ def flatten(tree, prefix=''):
     return out
 
 
-def camera_defaults(name):
-    return {f'{name}.{k}': p.default for k, p in CAMERA_PARAMS.items()}
-
-
 def schema(cameras):
     """Return {dotted name: Param} for the node's parameters with these cameras."""
     out = dict(PARAMS)

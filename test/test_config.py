@@ -8,7 +8,8 @@ from conftest import REPO
 import pytest
 import yaml
 
-from gep_ros.params import CAMERA_PARAMS, flatten, load_params, make_params, NODE_NAME, PARAMS
+from gep_ros.params import (CAMERA_PARAMS, flatten, load_params, make_params,
+                            node_key_matches, NODE_NAME, PARAMS)
 
 CONFIG = REPO / 'config' / 'perception.yaml'
 LAUNCH_FILES = sorted((REPO / 'launch').glob('*.launch.py'))
@@ -55,3 +56,30 @@ def test_launch_files_and_console_script_are_installed():
     setup = (REPO / 'setup.py').read_text()
     assert "'perception_node = gep_ros.perception_node:main'" in setup
     assert "glob('launch/*.launch.py')" in setup and "glob('config/*.yaml')" in setup
+
+
+@pytest.mark.parametrize('key,fqn,applies', [
+    ('/**', '/perception_node', True), ('/**', '/robot1/perception_node', True),
+    ('perception_node', '/perception_node', True), ('/perception_node', '/perception_node', True),
+    ('/perception_node', '/robot1/perception_node', False),
+    ('/**/perception_node', '/perception_node', True),
+    ('/**/perception_node', '/a/b/perception_node', True),
+    ('/*/perception_node', '/robot1/perception_node', True),
+    ('/*/perception_node', '/perception_node', False),
+    ('/robot1/perception_node', '/robot1/perception_node', True),
+    ('/other_node', '/perception_node', False),
+])
+def test_parameter_file_keys_apply_by_ros_rules(key, fqn, applies):
+    """The rules rcl applies (the real-ROS tier checks the same keys on a running node)."""
+    assert node_key_matches(key, fqn) is applies
+
+
+def test_replay_reads_every_section_that_applies(tmp_path):
+    path = tmp_path / 'p.yaml'
+    path.write_text(yaml.safe_dump({
+        '/**': {'ros__parameters': {'backend': 'cpu', 'max_batch': 2}},
+        '/perception_node': {'ros__parameters': {'max_batch': 3}},
+        '/other_node': {'ros__parameters': {'queue_size': 1}}}))
+    assert load_params(path).values['backend'] == 'cpu'
+    assert load_params(path).values['max_batch'] == 3  # the later section wins, as in rcl
+    assert load_params(path).values['queue_size'] == make_params().values['queue_size']

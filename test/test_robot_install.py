@@ -17,18 +17,24 @@ from conftest import REPO
 import pytest
 
 REQUIREMENTS = REPO / 'requirements-robot.txt'
-# Checked against ros/rosdistro (rosdep/python.yaml and {humble,jazzy}/distribution.yaml):
-# each key resolves on both distributions. dvs_msgs does not, and must not appear.
+# Checked by hand against ros/rosdistro (rosdep/python.yaml, rosdep/base.yaml,
+# humble/distribution.yaml, jazzy/distribution.yaml; commit 8468e88 of August 2026): each key is
+# a released package of both distributions or a rosdep rule for both jammy and noble.
+# dvs_msgs is in neither (its ROS 2 port is built from source), and must not appear.
 ROSDEP_KEYS = {
     'rclpy', 'rcl_interfaces', 'std_msgs', 'sensor_msgs', 'builtin_interfaces',
-    'diagnostic_msgs', 'event_camera_msgs', 'launch', 'launch_ros', 'python3-numpy',
-    'python3-opencv', 'python3-yaml', 'ament_copyright', 'ament_flake8', 'ament_pep257',
-    'python3-pytest', 'rosgraph_msgs', 'sensor_msgs_py'}
-ROBOTS = {  # name: (python, platform, ROS's own numpy from apt, or None where pip adds one)
-    'humble-x86_64': ('3.10', 'x86_64', None),
-    'jazzy-x86_64': ('3.12', 'x86_64', '1.26.4'),
-    'humble-aarch64': ('3.10', 'aarch64', None),
-    'jazzy-aarch64': ('3.12', 'aarch64', '1.26.4'),
+    'diagnostic_msgs', 'event_camera_msgs', 'launch', 'launch_ros', 'ros2bag',
+    'rosbag2_storage_default_plugins', 'rosbag2_storage_mcap', 'python3-numpy',
+    'python3-opencv', 'python3-yaml', 'ament_flake8', 'python3-pytest', 'rosgraph_msgs',
+    'sensor_msgs_py'}
+# name: (python, platform, what apt brings that pip must keep). Humble's numpy 1.21.5 is below
+# onnxruntime's floor (pip puts numpy 1.26 into the venv; the test checks it stays 1.x), and
+# its PyYAML 5.4.1 has no wheel for Python 3.10 to resolve against (timm's hub asks >=5.1).
+ROBOTS = {
+    'humble-x86_64': ('3.10', 'x86_64', {}),
+    'jazzy-x86_64': ('3.12', 'x86_64', {'numpy': '1.26.4', 'pyyaml': '6.0.1'}),
+    'humble-aarch64': ('3.10', 'aarch64', {}),
+    'jazzy-aarch64': ('3.12', 'aarch64', {'numpy': '1.26.4', 'pyyaml': '6.0.1'}),
 }
 NODE_NEEDS = {'torch', 'torchvision', 'timm', 'safetensors', 'numpy', 'onnxruntime', 'onnx',
               'onnxscript'}
