@@ -4,10 +4,12 @@ requirements-robot.txt resolves from PyPI for Python 3.10 and 3.12 on x86_64 and
 the node's code runs without the training, plotting and bag packages.
 """
 
+import ast
 from concurrent.futures import ThreadPoolExecutor
 import os
 from pathlib import Path
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -48,6 +50,8 @@ def test_package_xml_keys_resolve_on_humble_and_jazzy():
             if e.tag.endswith('depend')}
     assert 'dvs_msgs' not in deps and 'cv_bridge' not in deps
     assert deps <= ROSDEP_KEYS, deps - ROSDEP_KEYS
+    # replay.launch.py runs `ros2 bag play` and `ros2 bag record`, mcap bags included.
+    assert {'ros2bag', 'rosbag2_storage_mcap'} <= deps
 
 
 def test_robot_requirements_name_only_what_the_node_needs():
@@ -58,42 +62,69 @@ def test_robot_requirements_name_only_what_the_node_needs():
     assert '==' not in REQUIREMENTS.read_text()  # ranges, next to ROS's packages
 
 
+def _uv():
+    found = Path(sys.executable).parent / 'uv'
+    found = str(found) if found.exists() else shutil.which('uv')
+    assert found, 'uv (requirements-dev.txt) resolves for other platforms: pip install uv'
+    return found
+
+
 def _resolve(robot, tmp):
     """Resolve requirements-robot.txt for a robot from PyPI alone; return {name: version}.
 
-    With uv rather than `pip install --dry-run`: pip evaluates dependency markers (torch's
-    nvidia-* wheels) on the machine that runs it, so it cannot resolve for aarch64 here, and
-    its dry run fetches every wheel's metadata (two minutes a robot, against seconds).
+    With uv rather than `pip install --dry-run --platform ...`: pip evaluates the markers of
+    dependencies on the machine that runs it (torch's `platform_machine == "x86_64"` nvidia
+    wheels), so it cannot resolve for aarch64 here, and its dry run takes minutes a robot.
+    UV_NO_CONFIG and --index-url keep out this machine's indexes and pip's constraints, so
+    what is resolved is what a robot gets from PyPI.
     """
-    python, arch, numpy = ROBOTS[robot]
+    python, arch, apt = ROBOTS[robot]
     extra = tmp / f'{robot}.txt'
-    extra.write_text(f'numpy=={numpy}\n' if numpy else '')
-    env = dict(os.environ, UV_NO_CONFIG='1', UV_CACHE_DIR=str(tmp / 'uv-cache'))
-    cmd = [str(Path(sys.executable).parent / 'uv'), 'pip', 'compile', '--quiet', '--no-header',
-           '--index-url', 'https://pypi.org/simple', '--python-version', python,
-           '--python-platform', f'{arch}-manylinux_2_28', '--only-binary', ':all:',
-           str(REQUIREMENTS), str(extra)]
+    extra.write_text(''.join(f'{name}=={version}\n' for name, version in apt.items()))
+    env = dict(os.environ, UV_NO_CONFIG='1', UV_CACHE_DIR=str(REPO / '.cache' / 'uv'))
+    cmd = [_uv(), 'pip', 'compile', '--quiet', '--no-header', '--index-url',
+           'https://pypi.org/simple', '--python-version', python, '--python-platform',
+           f'{arch}-manylinux_2_28', '--only-binary', ':all:', str(REQUIREMENTS), str(extra)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, f'{robot}: {out.stderr[-3000:]}'
-    return dict(re.findall(r'^([A-Za-z0-9_.-]+)==(\S+)', out.stdout, re.MULTILINE))
+    found = re.findall(r'^([A-Za-z0-9_.-]+)==(\S+)', out.stdout, re.MULTILINE)
+    return {name.lower().replace('_', '-'): version for name, version in found}
 
 
 def test_robot_requirements_resolve_for_humble_and_jazzy_on_x86_64_and_aarch64(tmp_path):
     with ThreadPoolExecutor(len(ROBOTS)) as pool:
         found = dict(zip(ROBOTS, pool.map(lambda r: _resolve(r, tmp_path), ROBOTS)))
     for robot, versions in found.items():
-        versions = {name.lower().replace('_', '-'): v for name, v in versions.items()}
         assert NODE_NEEDS <= set(versions), (robot, sorted(versions))
         assert int(versions['numpy'].split('.')[0]) == 1, (robot, versions['numpy'])
-        if ROBOTS[robot][2]:
-            assert versions['numpy'] == ROBOTS[robot][2]
+        # torchvision 0.(N+15) is built for torch 2.N; another pair fails to import.
+        torch_minor, vision_minor = (int(versions[name].split('.')[1])
+                                     for name in ('torch', 'torchvision'))
+        assert vision_minor == torch_minor + 15, (robot, versions['torch'],
+                                                  versions['torchvision'])
+        for name, version in ROBOTS[robot][2].items():
+            assert versions[name] == version, (robot, name)  # apt's copy is kept
         assert not set(versions) & NOT_ON_A_ROBOT, robot
 
 
+def node_imports():
+    """Return the project modules perception_node.py imports, at the top or in a function."""
+    found = set()
+    for node in ast.walk(ast.parse((REPO / 'gep_ros' / 'perception_node.py').read_text())):
+        if isinstance(node, ast.ImportFrom):
+            found.add(f'gep_ros.{node.module}' if node.level else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return sorted(name for name in found if name.split('.')[0] in ('gep_ros', 'gep_model'))
+
+
 NODE_CODE = textwrap.dedent("""
+    import importlib
     import sys
     for name in BLOCKED:
         sys.modules[name] = None  # importing it now raises ImportError
+    for name in NODE_IMPORTS:
+        importlib.import_module(name)
     import numpy as np
     import torch
     from gep_model.artifact import load_artifact, save_artifact
@@ -109,8 +140,11 @@ NODE_CODE = textwrap.dedent("""
     save_artifact(GEPModel(variant_config('gep_tiny', input_size=(42, 56))), FOLDER)
     out = []
     params = make_params({'cam0.events_topic': '/dvs/events', 'window.rate_hz': 20.0})
-    pipe = Pipeline(params, make_runtime(load_artifact(FOLDER), 'cpu', 1),
-                    lambda topic, data: out.append(topic), block_when_full=True)
+    # onnxruntime: what backend auto picks on a robot without a GPU (the ONNX export included).
+    runtime = make_runtime(load_artifact(FOLDER), 'onnxruntime', 2, cache_dir=FOLDER + '-onnx',
+                           threads=1)
+    pipe = Pipeline(params, runtime, lambda topic, data: out.append(topic),
+                    block_when_full=True)
     rng = np.random.default_rng(0)
     for i in range(4):
         t = np.sort(rng.integers(i * 25_000_000, (i + 1) * 25_000_000, 500)) + 10**18
@@ -127,8 +161,11 @@ NODE_CODE = textwrap.dedent("""
 
 
 def test_node_code_runs_without_training_plotting_and_bag_packages(tmp_path):
-    blocked = sorted(NOT_ON_A_ROBOT - {'pytest', 'opencv-python', 'opencv-python-headless'})
-    code = f'BLOCKED = {blocked!r}\nFOLDER = {str(tmp_path / "tiny")!r}\n' + NODE_CODE
+    assert {'gep_ros.pipeline', 'gep_ros.params', 'gep_model.runtime'} <= set(node_imports())
+    blocked = sorted(NOT_ON_A_ROBOT - {'pytest', 'opencv-python', 'opencv-python-headless'}
+                     | {'training'})
+    code = (f'BLOCKED = {blocked!r}\nNODE_IMPORTS = {node_imports()!r}\n'
+            f'FOLDER = {str(tmp_path / "tiny")!r}\n' + NODE_CODE)
     out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
