@@ -11,9 +11,11 @@ export HF_HUB_OFFLINE := 1
 
 setup: $(STAMP)
 
-# Reinstalls only when the pins, the package metadata or the set of top-level packages
-# change (an editable install maps the packages it saw at install time).
-$(STAMP): requirements.txt requirements-dev.txt setup.py $(wildcard */__init__.py)
+# Reinstalls only when the pins, the package metadata, the set of top-level packages (an
+# editable install maps the packages it saw at install time) or the C source of the compiled
+# kernels change (the editable install builds them in place).
+$(STAMP): requirements.txt requirements-dev.txt setup.py $(wildcard */__init__.py) \
+		$(wildcard gep_ros/*/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .

@@ -1,0 +1,603 @@
+/*
+ * Compiled decode kernels of gep_ros.wire: EVT3 words and dvs_msgs/EventArray records into
+ * the EVENT_DTYPE / TRIGGER_DTYPE records of gep_ros.wire.events.
+ *
+ * Plain C99 against Python's C API and its buffer protocol only (no numpy headers): one
+ * build serves numpy 1.x and 2.x. The Python side (evt3.py, dvs.py) checks its arguments,
+ * allocates the output arrays and hands them over as writable buffers; a kernel fills them
+ * and reports counts and the state to carry. Nothing here allocates Python objects but
+ * the small result tuples, and nothing here raises for bad data: the Python side turns the
+ * reported positions into its WireErrors, so that both decoders fail alike.
+ *
+ * Layouts (checked against the numpy dtypes at import, in kernels.py):
+ *   event   16 bytes: int64 t at 0, uint16 x at 8, uint16 y at 10, uint8 p at 12, 3 zero bytes
+ *   trigger 16 bytes: int64 t at 0, uint8 p at 8, uint8 id at 9, 6 zero bytes
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "gep_ros.wire._kernels writes little-endian records and needs a little-endian host"
+#endif
+
+/* Bumped whenever an argument list or a result tuple changes; kernels.py refuses another. */
+#define INTERFACE_VERSION 1
+
+typedef struct {
+    int64_t t;
+    uint16_t x, y;
+    uint8_t p, pad[3];
+} event_t;
+
+typedef struct {
+    int64_t t;
+    uint8_t p, id, pad[6];
+} trigger_t;
+
+/* EVT3 word types (top nibble). */
+enum {
+    ADDR_Y = 0x0, ADDR_X = 0x2, VECT_BASE_X = 0x3, VECT_12 = 0x4, VECT_8 = 0x5,
+    TIME_LOW = 0x6, CONTINUED_4 = 0x7, TIME_HIGH = 0x8, EXT_TRIGGER = 0xA, OTHERS = 0xE,
+    CONTINUED_12 = 0xF
+};
+/* A TIME_HIGH that falls back by at most this many steps is bit noise, not a wrap. */
+#define ROLLOVER_TOLERANCE 10
+#define NS_PER_US 1000
+
+static inline int popcount16(unsigned v)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_popcount(v);
+#else
+    int n = 0;
+    for (; v; v &= v - 1)
+        n++;
+    return n;
+#endif
+}
+
+static inline int lowest_bit(unsigned v)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctz(v);
+#else
+    int b = 0;
+    while (!(v & 1u)) {
+        v >>= 1;
+        b++;
+    }
+    return b;
+#endif
+}
+
+static inline uint16_t load_u16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline uint32_t load_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* ---- argument helpers (METH_FASTCALL) --------------------------------------------------- */
+
+static int arg_ll(PyObject *obj, long long *out)
+{
+    long long v = PyLong_AsLongLong(obj);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int arg_buffer(PyObject *obj, Py_buffer *view, int writable, const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s buffer", name,
+                     writable ? " writable" : "");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- EVT3 --------------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(evt3_bound_doc,
+"evt3_bound(words) -> (events, triggers)\n\n"
+"Upper bounds of the CD events and trigger edges that the words can yield: one per ADDR_X,\n"
+"one per set mask bit of VECT_12 / VECT_8, one per EXT_TRIGGER. `words` is a buffer of\n"
+"little-endian uint16.");
+
+static PyObject *evt3_bound(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "evt3_bound takes 1 argument");
+        return NULL;
+    }
+    Py_buffer wb;
+    if (arg_buffer(args[0], &wb, 0, "words") < 0)
+        return NULL;
+    const uint16_t *words = (const uint16_t *)wb.buf;
+    Py_ssize_t n = wb.len / 2;
+    /* Branch-free and vectorised by the compiler (a switch here costs as much as decoding),
+     * with 16-bit counts per block so that the vectors stay 16 bits wide. */
+    uint64_t events = 0, triggers = 0;
+    for (Py_ssize_t block = 0; block < n; block += 2048) {
+        Py_ssize_t end = n - block < 2048 ? n : block + 2048;
+        uint16_t ev_count = 0, tr_count = 0;
+        for (Py_ssize_t i = block; i < end; i++) {
+            uint16_t w = words[i];
+            uint16_t code = (uint16_t)(w >> 12);
+            uint16_t bits = (uint16_t)(w & ((0xFFFu & -(unsigned)(code == VECT_12))
+                                            | (0xFFu & -(unsigned)(code == VECT_8))));
+            bits = (uint16_t)(bits - ((bits >> 1) & 0x5555u));
+            bits = (uint16_t)((bits & 0x3333u) + ((bits >> 2) & 0x3333u));
+            bits = (uint16_t)((bits + (bits >> 4)) & 0x0F0Fu);
+            bits = (uint16_t)((bits + (bits >> 8)) & 0x1Fu);
+            ev_count = (uint16_t)(ev_count + bits + (code == ADDR_X));
+            tr_count = (uint16_t)(tr_count + (code == EXT_TRIGGER));
+        }
+        events += ev_count;  /* at most 12 * 2048, within 16 bits */
+        triggers += tr_count;
+    }
+    PyBuffer_Release(&wb);
+    return Py_BuildValue("(KK)", (unsigned long long)events, (unsigned long long)triggers);
+}
+
+/* Decoder state and outputs while words are decoded. */
+typedef struct {
+    /* state carried across packets */
+    unsigned y, pol;
+    uint16_t base;
+    int64_t low, high;
+    /* time in ns of the current extended time (wrapping int64, like numpy) */
+    int64_t now;
+    /* configuration */
+    long long width, height, limit, offset_us;
+    int has_limit, rollover;
+    /* outputs */
+    event_t *ev;
+    Py_ssize_t ev_cap, ne;
+    trigger_t *tr;
+    Py_ssize_t tr_cap, nt;
+    /* how decode_span ended: 0 all words, 1 time limit, 2 unsupported word, 3 no room */
+    int ended;
+} evt3_ctx;
+
+static inline int64_t time_ns(const evt3_ctx *c, int64_t high, int64_t low)
+{
+    /* Unsigned, so that it wraps in int64 like numpy's arithmetic. */
+    return (int64_t)(((uint64_t)(high | low) + (uint64_t)c->offset_us) * NS_PER_US);
+}
+
+/* The high half of the clock after a TIME_HIGH with payload v. */
+static inline int64_t next_high(int rollover, int64_t high, int64_t v)
+{
+    if (!rollover)
+        return v << 12;
+    int64_t wraps = (high >> 24) + (((high >> 12) & 0xFFF) - v > ROLLOVER_TOLERANCE);
+    return (int64_t)((uint64_t)wraps << 24) | (v << 12);
+}
+
+static inline void put_event(event_t *e, int64_t t, uint64_t x, uint64_t y, uint64_t p)
+{
+    /* x, y, p and three zero bytes as one 8-byte store after t. */
+    uint64_t rest = x | (y << 16) | (p << 32);
+    memcpy(&e->t, &t, sizeof t);
+    memcpy(&e->x, &rest, sizeof rest);
+}
+
+/* Codes of 4 words packed in a uint64 (word k in bits 16 k .. 16 k + 15). */
+#define CODE_BITS 0xF000F000F000F000ull
+
+/*
+ * Decode words[i:end) from the state in c; return where decoding stopped (end, or the index
+ * of the word named by c->ended). Word after word as event_camera_codecs does, with a fast
+ * path for the groups that dominate real recordings at moderate event rates: an optional
+ * TIME_HIGH, then TIME_LOW, ADDR_Y, ADDR_X (one event with its own time and row), or ADDR_Y,
+ * ADDR_X. Each is recognised from one 64-bit load and decoded without a branch per word,
+ * which a switch over word types cannot avoid: which word comes next is the data's entropy,
+ * and mispredicted jumps cost more than the decoding itself. The fast path is off under a
+ * time limit (decode-until is not the streaming path) and within 8 words of `end`.
+ */
+static Py_ssize_t decode_span(evt3_ctx *c, const uint16_t *words, Py_ssize_t i, Py_ssize_t end)
+{
+    unsigned y = c->y, pol = c->pol;
+    uint16_t base = c->base;
+    int64_t low = c->low, high = c->high, now = c->now;
+    const uint64_t width = (uint64_t)c->width, height = (uint64_t)c->height;
+    const int rollover = c->rollover;
+    event_t *const ev = c->ev;
+    const Py_ssize_t ev_cap = c->ev_cap;
+    Py_ssize_t ne = c->ne, nt = c->nt;
+    const Py_ssize_t fast_end = c->has_limit ? -1 : end - 8;
+    int ended = 0;
+
+    while (i < end) {
+        if (i <= fast_end && ne < ev_cap) {
+            uint64_t q0, q1;
+            memcpy(&q0, words + i, 8);
+            memcpy(&q1, words + i + 4, 8);
+            /* A leading TIME_HIGH is applied without a branch, then skipped. */
+            uint64_t is_high = (q0 & 0xF000u) == ((uint64_t)TIME_HIGH << 12);
+            uint64_t keep = -is_high;
+            int64_t high2 = next_high(rollover, high, (int64_t)(q0 & 0xFFFu));
+            high ^= (high ^ high2) & (int64_t)keep;
+            uint64_t q = q0 ^ ((q0 ^ ((q0 >> 16) | (q1 << 48))) & keep);
+            if ((q & 0x0000F000F000F000ull) == ((uint64_t)ADDR_X << 44 | (uint64_t)TIME_LOW << 12)) {
+                /* TIME_LOW, ADDR_Y, ADDR_X */
+                low = (int64_t)(q & 0xFFFu);
+                y = (unsigned)(q >> 16) & 0x7FFu;
+                uint64_t x = (q >> 32) & 0x7FFu;
+                now = time_ns(c, high, low);
+                put_event(&ev[ne], now, x, y, (q >> 43) & 1u);
+                ne += (x < width) & (y < height);
+                i += 3 + (Py_ssize_t)is_high;
+                continue;
+            }
+            if ((q & 0xF000F000ull) == ((uint64_t)ADDR_X << 28 | (uint64_t)ADDR_Y << 12)) {
+                /* ADDR_Y, ADDR_X */
+                y = (unsigned)q & 0x7FFu;
+                uint64_t x = (q >> 16) & 0x7FFu;
+                now = time_ns(c, high, low);
+                put_event(&ev[ne], now, x, y, (q >> 27) & 1u);
+                ne += (x < width) & (y < height);
+                i += 2 + (Py_ssize_t)is_high;
+                continue;
+            }
+            if (is_high) {
+                now = time_ns(c, high, low);
+                i += 1;
+                continue;
+            }
+        }
+        unsigned w = words[i];
+        unsigned v = w & 0xFFFu;
+        switch (w >> 12) {
+        case ADDR_Y:
+            y = v & 0x7FFu;
+            break;
+        case ADDR_X: {
+            unsigned x = v & 0x7FFu;
+            if (x < width && y < height) {
+                if (ne >= ev_cap) {
+                    ended = 3;
+                    goto out;
+                }
+                put_event(&ev[ne++], now, x, y, v >> 11);
+            }
+            break;
+        }
+        case VECT_BASE_X:
+            base = (uint16_t)(v & 0x7FFu);
+            pol = v >> 11;
+            break;
+        case VECT_12:
+        case VECT_8: {
+            unsigned mask = (w >> 12) == VECT_12 ? v : (v & 0xFFu);
+            if (y < height) {
+                if (ne + popcount16(mask) > ev_cap) {
+                    ended = 3;
+                    goto out;
+                }
+                while (mask) {
+                    int b = lowest_bit(mask);
+                    mask &= mask - 1;
+                    uint16_t x = (uint16_t)(base + b);
+                    put_event(&ev[ne], now, x, y, pol);
+                    ne += x < width;
+                }
+            }
+            base = (uint16_t)(base + ((w >> 12) == VECT_12 ? 12 : 8));
+            break;
+        }
+        case TIME_LOW:
+            low = v;
+            if (c->has_limit && (high | low) >= c->limit) {
+                ended = 1;
+                goto out;
+            }
+            now = time_ns(c, high, low);
+            break;
+        case TIME_HIGH:
+            high = next_high(rollover, high, v);
+            now = time_ns(c, high, low);
+            break;
+        case EXT_TRIGGER: {
+            if (nt >= c->tr_cap) {
+                ended = 3;
+                goto out;
+            }
+            trigger_t *t = &c->tr[nt++];
+            t->t = now;
+            t->p = (uint8_t)(w & 1u);
+            t->id = (uint8_t)((w >> 8) & 0xFu);
+            memset(t->pad, 0, sizeof t->pad);
+            break;
+        }
+        case CONTINUED_4:
+        case OTHERS:
+        case CONTINUED_12:
+            break;
+        default:
+            ended = 2;
+            goto out;
+        }
+        i++;
+    }
+out:
+    c->y = y;
+    c->pol = pol;
+    c->base = base;
+    c->low = low;
+    c->high = high;
+    c->now = now;
+    c->ne = ne;
+    c->nt = nt;
+    c->ended = ended;
+    return i;
+}
+
+PyDoc_STRVAR(evt3_decode_doc,
+"evt3_decode(words, y, time_low, time_high, polarity, base_x, valid, width, height,\n"
+"            limit_us, rollover, time_offset_us, events, triggers, bounds, marks)\n"
+"    -> (bad, n_events, n_triggers, y, time_low, time_high, polarity, base_x, valid,\n"
+"        start, stop, first_us)\n\n"
+"Decode EVT3 words from the given state, word after word, with the conventions of\n"
+"event_camera_codecs (see evt3.py). `limit_us` (None: no limit) stops before the first\n"
+"TIME_LOW after the first valid time whose extended time reaches it; that TIME_LOW is\n"
+"applied to the returned clock but not consumed. `events` / `triggers` are writable\n"
+"buffers of 16-byte records, at least evt3_bound(words) long. With `bounds` (int64 word\n"
+"offsets, B of them, rising), `marks` (int64, 3 B) receives for each bound the events and\n"
+"the triggers decoded before it and the extended time in effect before its word.\n\n"
+"`bad` is the index of the first unsupported word (the result is then void), else -1;\n"
+"`start` the first word decoded (all words before it only moved the clock), `stop` the\n"
+"number of words consumed, `first_us` the extended time at `start` (None while invalid).");
+
+static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 16) {
+        PyErr_SetString(PyExc_TypeError, "evt3_decode takes 16 arguments");
+        return NULL;
+    }
+    long long y_in, low_in, high_in, pol_in, base_in, valid_in, width, height, limit = 0;
+    long long rollover, offset_us;
+    if (arg_ll(args[1], &y_in) < 0 || arg_ll(args[2], &low_in) < 0
+        || arg_ll(args[3], &high_in) < 0 || arg_ll(args[4], &pol_in) < 0
+        || arg_ll(args[5], &base_in) < 0 || arg_ll(args[6], &valid_in) < 0
+        || arg_ll(args[7], &width) < 0 || arg_ll(args[8], &height) < 0
+        || (args[9] != Py_None && arg_ll(args[9], &limit) < 0)
+        || arg_ll(args[10], &rollover) < 0 || arg_ll(args[11], &offset_us) < 0)
+        return NULL;
+    if (width < 0 || height < 0) {
+        PyErr_SetString(PyExc_ValueError, "width and height must not be negative");
+        return NULL;
+    }
+    const int has_bounds = args[14] != Py_None;
+    Py_buffer wb, eb, tb, bb, mb;
+    if (arg_buffer(args[0], &wb, 0, "words") < 0)
+        return NULL;
+    if (arg_buffer(args[12], &eb, 1, "events") < 0)
+        goto fail_w;
+    if (arg_buffer(args[13], &tb, 1, "triggers") < 0)
+        goto fail_e;
+    Py_ssize_t nbounds = 0;
+    const int64_t *bounds = NULL;
+    int64_t *marks = NULL;
+    const Py_ssize_t n = wb.len / 2;
+    if (has_bounds) {
+        if (arg_buffer(args[14], &bb, 0, "bounds") < 0)
+            goto fail_t;
+        if (arg_buffer(args[15], &mb, 1, "marks") < 0) {
+            PyBuffer_Release(&bb);
+            goto fail_t;
+        }
+        nbounds = bb.len / 8;
+        bounds = (const int64_t *)bb.buf;
+        marks = (int64_t *)mb.buf;
+        int rising = nbounds > 0 && bounds[0] == 0 && bounds[nbounds - 1] == n;
+        for (Py_ssize_t k = 1; rising && k < nbounds; k++)
+            rising = bounds[k] >= bounds[k - 1];
+        if (!rising || mb.len / 8 < 3 * nbounds) {
+            PyErr_SetString(PyExc_ValueError,
+                            "bounds must rise from 0 to the number of words, marks hold 3 each");
+            goto fail_b;
+        }
+    }
+
+    const uint16_t *words = (const uint16_t *)wb.buf;
+    evt3_ctx c;
+    c.y = (unsigned)y_in & 0xFFFFu;
+    c.pol = (unsigned)pol_in & 1u;
+    c.base = (uint16_t)base_in;
+    c.low = low_in;
+    c.high = high_in;
+    c.width = width;
+    c.height = height;
+    c.limit = limit;
+    c.offset_us = offset_us;
+    c.has_limit = args[9] != Py_None;
+    c.rollover = rollover != 0;
+    c.ev = (event_t *)eb.buf;
+    c.ev_cap = eb.len / (Py_ssize_t)sizeof(event_t);
+    c.tr = (trigger_t *)tb.buf;
+    c.tr_cap = tb.len / (Py_ssize_t)sizeof(trigger_t);
+    c.ne = c.nt = 0;
+    c.ended = 0;
+
+    /* Before the first valid time (a TIME_HIGH, then a TIME_LOW) only the clock moves. */
+    Py_ssize_t i = 0;
+    int valid = valid_in != 0;
+    if (!valid) {
+        int saw_high = 0;
+        while (i < n) {
+            unsigned w = words[i++];
+            if (w >> 12 == TIME_LOW) {
+                c.low = w & 0xFFFu;
+                if (saw_high) {
+                    valid = 1;
+                    break;
+                }
+            } else if (w >> 12 == TIME_HIGH) {
+                c.high = next_high(c.rollover, c.high, w & 0xFFFu);
+                saw_high = 1;
+            }
+        }
+    }
+    const Py_ssize_t start = valid ? i : n;
+    const int64_t first_us = c.high | c.low;
+    c.now = time_ns(&c, c.high, c.low);
+
+    Py_ssize_t stop = n;
+    if (has_bounds) {
+        /* A valid clock and no limit (decode_run): packet by packet, marks at each start. */
+        for (Py_ssize_t k = 0; k < nbounds; k++) {
+            marks[k] = c.ne;
+            marks[nbounds + k] = c.nt;
+            marks[2 * nbounds + k] = c.high | c.low;
+            if (k + 1 < nbounds) {
+                stop = decode_span(&c, words, bounds[k], bounds[k + 1]);
+                if (c.ended)
+                    break;
+            }
+        }
+    } else {
+        stop = decode_span(&c, words, start, n);
+    }
+    if (c.ended == 3) {
+        PyErr_SetString(PyExc_ValueError, "evt3_decode: output buffer smaller than evt3_bound");
+        goto fail_b;
+    }
+
+    if (has_bounds) {
+        PyBuffer_Release(&mb);
+        PyBuffer_Release(&bb);
+    }
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&eb);
+    PyBuffer_Release(&wb);
+    PyObject *first;
+    if (valid) {
+        first = PyLong_FromLongLong(first_us);
+        if (first == NULL)
+            return NULL;
+    } else {
+        first = Py_None;
+        Py_INCREF(first);
+    }
+    /* ended 0: stop == n; 1: stop is the TIME_LOW that reached the limit; 2: the bad word. */
+    return Py_BuildValue("(nnnLLLLLinnN)", c.ended == 2 ? stop : (Py_ssize_t)-1, c.ne, c.nt,
+                         (long long)c.y, (long long)c.low, (long long)c.high,
+                         (long long)c.pol, (long long)c.base, valid, start, stop, first);
+
+fail_b:
+    if (has_bounds) {
+        PyBuffer_Release(&mb);
+        PyBuffer_Release(&bb);
+    }
+fail_t:
+    PyBuffer_Release(&tb);
+fail_e:
+    PyBuffer_Release(&eb);
+fail_w:
+    PyBuffer_Release(&wb);
+    return NULL;
+}
+
+/* ---- dvs_msgs/EventArray ------------------------------------------------------------------ */
+
+PyDoc_STRVAR(event_array_decode_doc,
+"event_array_decode(buf, start, n, events)\n\n"
+"Copy n dvs_msgs/Event records of little-endian CDR, the first at byte `start` of `buf`\n"
+"(4-aligned: x, y, sec, nsec, polarity in 13 bytes), each later one 16 bytes on (2 bytes of\n"
+"padding before sec), into `events` (16-byte records): t = sec * 1e9 + nsec, p = polarity\n"
+"!= 0. The caller has checked that the bytes are there.");
+
+static PyObject *event_array_decode(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "event_array_decode takes 4 arguments");
+        return NULL;
+    }
+    long long start, n;
+    if (arg_ll(args[1], &start) < 0 || arg_ll(args[2], &n) < 0)
+        return NULL;
+    Py_buffer bb, eb;
+    if (arg_buffer(args[0], &bb, 0, "buf") < 0)
+        return NULL;
+    if (arg_buffer(args[3], &eb, 1, "events") < 0) {
+        PyBuffer_Release(&bb);
+        return NULL;
+    }
+    if (n < 0 || start < 0 || (n > 0 && start + 16 * n - 3 > bb.len)
+        || eb.len < n * (Py_ssize_t)sizeof(event_t)) {
+        PyBuffer_Release(&eb);
+        PyBuffer_Release(&bb);
+        PyErr_SetString(PyExc_ValueError, "event_array_decode: buffers too small");
+        return NULL;
+    }
+    const uint8_t *src = (const uint8_t *)bb.buf + start;
+    event_t *ev = (event_t *)eb.buf;
+    Py_BEGIN_ALLOW_THREADS
+    if (n > 0) {
+        ev[0].x = load_u16(src);
+        ev[0].y = load_u16(src + 2);
+        ev[0].t = (int64_t)(int32_t)load_u32(src + 4) * 1000000000LL + load_u32(src + 8);
+        ev[0].p = src[12] != 0;
+        ev[0].pad[0] = ev[0].pad[1] = ev[0].pad[2] = 0;
+    }
+    /* Record k >= 1 starts at 16 k - 2: x, y, 2 bytes of padding, sec, nsec, polarity. */
+    for (long long k = 1; k < n; k++) {
+        const uint8_t *r = src + 16 * k - 2;
+        event_t *e = &ev[k];
+        e->t = (int64_t)(int32_t)load_u32(r + 6) * 1000000000LL + load_u32(r + 10);
+        e->x = load_u16(r);
+        e->y = load_u16(r + 2);
+        e->p = r[14] != 0;
+        e->pad[0] = e->pad[1] = e->pad[2] = 0;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&eb);
+    PyBuffer_Release(&bb);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"evt3_bound", (PyCFunction)(void (*)(void))evt3_bound, METH_FASTCALL, evt3_bound_doc},
+    {"evt3_decode", (PyCFunction)(void (*)(void))evt3_decode, METH_FASTCALL, evt3_decode_doc},
+    {"event_array_decode", (PyCFunction)(void (*)(void))event_array_decode, METH_FASTCALL,
+     event_array_decode_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "gep_ros.wire._kernels",
+    "Compiled decode kernels of gep_ros.wire (EVT3 words, EventArray records).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "INTERFACE_VERSION", INTERFACE_VERSION) < 0
+        || PyModule_AddIntConstant(m, "EVENT_SIZE", (long)sizeof(event_t)) < 0
+        || PyModule_AddIntConstant(m, "TRIGGER_SIZE", (long)sizeof(trigger_t)) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
