@@ -1,0 +1,184 @@
+"""The compiled EVT3 kernel against the numpy decoder it replaced and the per-word reference.
+
+`evt3.decode_words` / `decode_run` run the C kernel (`gep_ros/wire/_kernels.c`);
+`evt3_numpy` is the vectorised numpy decoder (an independent second implementation) and
+`evt3.reference_decode` a per-word port of event_camera_codecs. Every result must agree to
+the bit: events, triggers, state, words consumed, first and next times, errors and their
+offsets; on the real recordings one packet at a time and batched, and on generated word
+streams rich in the groups that the kernel's fast path takes.
+"""
+
+from pathlib import Path
+import subprocess
+import sys
+
+from hypothesis import given, HealthCheck, settings, strategies as st
+import numpy as np
+import pytest
+from test_event_packet import _raw, EVPY_1, EVPY_2, EVT3_TRIGGER
+
+from gep_ros.wire import evt3, evt3_numpy, libcaer
+from gep_ros.wire.cdr import WireError
+from gep_ros.wire.event_packet import decode_event_packet, EventPacketDecoder
+from gep_ros.wire.events import EVENT_DTYPE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _or_error(decode, *args, **kwargs):
+    try:
+        return decode(*args, **kwargs)
+    except WireError as exc:
+        return exc
+
+
+def _same_result(got, want):
+    """Assert two Evt3Results (or two WireErrors) are equal in every field."""
+    assert type(got) is type(want)
+    if isinstance(want, WireError):
+        assert (got.msgtype, got.field, got.offset, got.problem) \
+            == (want.msgtype, want.field, want.offset, want.problem)
+        return
+    for name in ('events', 'triggers'):
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert (got.state, got.consumed, got.first_time_ns, got.next_time_ns) \
+        == (want.state, want.consumed, want.first_time_ns, want.next_time_ns)
+
+
+def _payloads(bags_dir, typestore, name):
+    msgs = [decode_event_packet(raw) for raw in _raw(str(bags_dir / name), typestore)]
+    return msgs, [m.events.view('<u2') for m in msgs]
+
+
+@pytest.mark.parametrize('name', [EVPY_1, EVT3_TRIGGER])
+def test_real_recordings_packet_by_packet_and_batched(bags_dir, typestore, name):
+    msgs, payloads = _payloads(bags_dir, typestore, name)
+    width, height = msgs[0].width, msgs[0].height
+    state = ours = evt3.Evt3State()
+    for words in payloads:  # one packet at a time, as a live subscription
+        want = evt3_numpy.decode_words(words, state, width, height)
+        got = evt3.decode_words(words, ours, width, height)
+        _same_result(got, want)
+        state, ours = want.state, got.state
+    # Batched: every packet after the first in one run, as decode_batch does.
+    first = evt3.decode_words(payloads[0], evt3.Evt3State(), width, height).state
+    words = np.concatenate(payloads[1:])
+    bounds = np.cumsum([0] + [p.size for p in payloads[1:]])
+    want = evt3_numpy.decode_run(words, bounds, first, width, height)
+    got = evt3.decode_run(words, bounds, first, width, height)
+    _same_result(got.result, want.result)
+    for field in ('events_at', 'triggers_at', 'start_time_us'):
+        assert getattr(got, field).tolist() == getattr(want, field).tolist(), field
+
+
+@pytest.mark.parametrize('until', [14252072000, 14251634000, 14252063000, 0, 2**64 - 1])
+def test_real_recording_decode_until(bags_dir, typestore, until):
+    msgs, payloads = _payloads(bags_dir, typestore, EVT3_TRIGGER)
+    state = ours = evt3.Evt3State()
+    for words in payloads:
+        want = evt3_numpy.decode_words(words, state, msgs[0].width, msgs[0].height, until)
+        got = evt3.decode_words(words, ours, msgs[0].width, msgs[0].height, until)
+        _same_result(got, want)
+        state, ours = want.state, got.state
+
+
+def test_libcaer_cmp_recording_matches_numpy(bags_dir, typestore):
+    # libcaer_cmp reuses the EVT3 decoder without rollover and with a time offset.
+    msgs, payloads = _payloads(bags_dir, typestore, EVPY_2)
+    state = evt3.Evt3State()
+    for msg, words in zip(msgs, payloads):
+        renamed = (libcaer._CMP_TO_EVT3[words >> 12] << 12) | (words & 0xFFF)
+        fresh = evt3.Evt3State(state.y, 0, 0, state.polarity, state.base_x, True)
+        kwargs = {'rollover': False,
+                  'time_offset_us': libcaer.cmp_time_offset_us(msg.time_base)}
+        want = evt3_numpy.decode_words(renamed, fresh, msg.height, msg.width, **kwargs)
+        got = evt3.decode_words(renamed, fresh, msg.height, msg.width, **kwargs)
+        _same_result(got, want)
+        state = got.state
+
+
+# Word streams built from the groups of real recordings (an optional run of TIME_HIGHs, then
+# TIME_LOW / ADDR_Y / ADDR_X, or ADDR_Y / ADDR_X), other words in between, at every offset.
+_VALUE = st.one_of(st.integers(0, 0xFFF),
+                   st.sampled_from([0, 1, 9, 10, 11, 0x7FF, 0x800, 0x801, 0xFF5, 0xFFF]))
+_GROUP = st.one_of(
+    st.tuples(st.integers(0, 3), _VALUE, _VALUE, _VALUE, _VALUE).map(
+        lambda g: [0x8000 | g[1]] * g[0] + [0x6000 | g[2], 0x0000 | g[3], 0x2000 | g[4]]),
+    st.tuples(_VALUE, _VALUE).map(lambda g: [0x0000 | g[0], 0x2000 | g[1]]),
+    st.tuples(st.sampled_from([0x0, 0x2, 0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0xA, 0xE, 0xF]),
+              _VALUE).map(lambda g: [g[0] << 12 | g[1]]))
+_STREAM = st.tuples(st.booleans(), st.lists(_GROUP, max_size=120)).map(
+    lambda a: [0x8001, 0x6002] * a[0] + [w for group in a[1] for w in group])
+_SIZES = st.one_of(st.integers(0, 2100), st.sampled_from([0, 1, 10, 480, 640, 2048]))
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(words=_STREAM, cuts=st.lists(st.integers(0, 400), max_size=6), width=_SIZES,
+       height=_SIZES, until=st.none() | st.integers(0, 40_000_000_000),
+       bad=st.none() | st.tuples(st.integers(0, 400), st.sampled_from([0x1, 0x9, 0xB, 0xD])))
+def test_grouped_streams_match_numpy_and_reference(words, cuts, width, height, until, bad):
+    if bad is not None:
+        words.insert(min(bad[0], len(words)), bad[1] << 12)
+    bounds = [0, *sorted(min(c, len(words)) for c in cuts), len(words)]
+    state = evt3.Evt3State()
+    for lo, hi in zip(bounds, bounds[1:]):
+        packet = np.array(words[lo:hi], '<u2')
+        got = _or_error(evt3.decode_words, packet, state, width, height, until)
+        _same_result(got, _or_error(evt3_numpy.decode_words, packet, state, width, height,
+                                    until))
+        _same_result(got, _or_error(evt3.reference_decode, packet, state, width, height,
+                                    until))
+        if isinstance(got, WireError):
+            return
+        state = got.state
+    if not state.valid or until is not None:
+        return
+    # The same words as one run from a valid clock, split at the same bounds.
+    run_words = np.array(words, '<u2')
+    got = _or_error(evt3.decode_run, run_words, bounds, state, width, height)
+    want = _or_error(evt3_numpy.decode_run, run_words, bounds, state, width, height)
+    if isinstance(want, WireError):
+        _same_result(got, want)
+        return
+    _same_result(got.result, want.result)
+    for field in ('events_at', 'triggers_at', 'start_time_us'):
+        assert getattr(got, field).tolist() == getattr(want, field).tolist(), field
+
+
+def test_event_records_have_zeroed_padding():
+    words = np.array([0x8001, 0x6002, 0x0005, 0x2007, 0x3010, 0x4FFF, 0xA101], '<u2')
+    out = evt3.decode_words(words, evt3.Evt3State(), 640, 480)
+    raw = out.events.view(np.uint8).reshape(-1, EVENT_DTYPE.itemsize)
+    assert len(out.events) == 13 and not raw[:, 13:].any()
+    assert not out.triggers.view(np.uint8).reshape(-1, 16)[:, 10:].any()
+
+
+def test_packets_decode_with_the_kernel(bags_dir, typestore):
+    # EventPacketDecoder goes through the kernel: the same packets as the numpy decoder.
+    raws = _raw(str(bags_dir / EVPY_1), typestore)
+    decoder, state = EventPacketDecoder(), evt3.Evt3State()
+    for raw in raws[:50]:
+        got = decoder.decode(raw)
+        msg = decode_event_packet(raw)
+        want = evt3_numpy.decode_words(msg.events.view('<u2'), state, msg.width, msg.height)
+        state = want.state
+        assert np.array_equal(got.events, want.events)
+        assert got.first_sensor_time_ns == want.first_time_ns
+
+
+@pytest.mark.parametrize('stub, problem', [
+    ('None', 'is not built or does not load'),
+    ('types.SimpleNamespace(INTERFACE_VERSION=0, __file__="stale.so")',
+     'was built from another version of _kernels.c'),
+])
+def test_a_missing_or_stale_build_is_a_loud_import_error(stub, problem):
+    code = ('import sys, types; '
+            f'sys.modules["gep_ros.wire._kernels"] = {stub}; '
+            'import gep_ros.wire.evt3')
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith('ImportError: gep_ros.wire._kernels') and problem in last
+    assert 'pip install -e .' in last and 'colcon build' in last
