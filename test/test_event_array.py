@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from gep_ros.wire.cdr import WireError
-from gep_ros.wire.dvs import decode_event_array, encode_event_array, EVENT_ARRAY
+from gep_ros.wire.dvs import (decode_event_array, decode_events_numpy, encode_event_array,
+                              EVENT_ARRAY)
 from gep_ros.wire.events import EVENT_DTYPE, make_events
+from gep_ros.wire.kernels import kernels
 from gep_ros.wire.std import decode_header, decode_time, encode_header, encode_time, Header
 
 
@@ -127,3 +129,25 @@ def test_allocator_keeps_freed_memory_for_large_messages():
     from gep_ros.memory import retain_freed_memory
     assert retain_freed_memory() is True  # glibc: what `gep` and the node do at start
     assert retain_freed_memory() is True  # idempotent
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 300), seed=st.integers(0, 2**32 - 1), start=st.sampled_from([0, 4, 8]))
+def test_kernel_copy_matches_the_numpy_strided_copy(n, seed, start):
+    # Any bytes at all in the records: seconds of either sign, nanoseconds past 1e9,
+    # polarity bytes other than 0 and 1. The compiled copy must equal numpy's to the bit.
+    rng = np.random.default_rng(seed)
+    buf = rng.integers(0, 256, start + max(16 * n - 3, 0), dtype=np.uint8).tobytes()
+    ours = np.empty(n, EVENT_DTYPE)
+    kernels.event_array_decode(buf, start, n, ours)
+    want = decode_events_numpy(memoryview(buf), start, n)
+    for name in EVENT_DTYPE.names:
+        assert np.array_equal(ours[name], want[name]), name
+    assert not ours.view(np.uint8).reshape(n, 16)[:, 13:].any()  # padding zeroed
+
+
+def test_kernel_copy_refuses_short_buffers():
+    with pytest.raises(ValueError, match='too small'):
+        kernels.event_array_decode(bytes(28), 0, 2, np.empty(2, EVENT_DTYPE))
+    with pytest.raises(ValueError, match='too small'):
+        kernels.event_array_decode(bytes(29), 0, 2, np.empty(1, EVENT_DTYPE))
