@@ -25,7 +25,7 @@
 #endif
 
 /* Bumped whenever an argument list or a result tuple changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 1
+#define INTERFACE_VERSION 2
 
 typedef struct {
     int64_t t;
@@ -111,24 +111,15 @@ static int arg_buffer(PyObject *obj, Py_buffer *view, int writable, const char *
 
 /* ---- EVT3 --------------------------------------------------------------------------------- */
 
-PyDoc_STRVAR(evt3_bound_doc,
-"evt3_bound(words) -> (events, triggers)\n\n"
-"Upper bounds of the CD events and trigger edges that the words can yield: one per ADDR_X,\n"
-"one per set mask bit of VECT_12 / VECT_8, one per EXT_TRIGGER. `words` is a buffer of\n"
-"little-endian uint16.");
-
-static PyObject *evt3_bound(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/*
+ * Upper bounds of the CD events and trigger edges that words can yield: one per ADDR_X, one
+ * per set mask bit of VECT_12 / VECT_8, one per EXT_TRIGGER. The arrays are allocated this
+ * size before decoding (and cut to what was decoded, which differs only where events were
+ * dropped).
+ */
+static void evt3_bounds(const uint16_t *words, Py_ssize_t n, Py_ssize_t *n_events,
+                        Py_ssize_t *n_triggers)
 {
-    (void)self;
-    if (nargs != 1) {
-        PyErr_SetString(PyExc_TypeError, "evt3_bound takes 1 argument");
-        return NULL;
-    }
-    Py_buffer wb;
-    if (arg_buffer(args[0], &wb, 0, "words") < 0)
-        return NULL;
-    const uint16_t *words = (const uint16_t *)wb.buf;
-    Py_ssize_t n = wb.len / 2;
     /* Branch-free and vectorised by the compiler (a switch here costs as much as decoding),
      * with 16-bit counts per block so that the vectors stay 16 bits wide. */
     uint64_t events = 0, triggers = 0;
@@ -150,8 +141,8 @@ static PyObject *evt3_bound(PyObject *self, PyObject *const *args, Py_ssize_t na
         events += ev_count;  /* at most 12 * 2048, within 16 bits */
         triggers += tr_count;
     }
-    PyBuffer_Release(&wb);
-    return Py_BuildValue("(KK)", (unsigned long long)events, (unsigned long long)triggers);
+    *n_events = (Py_ssize_t)events;
+    *n_triggers = (Py_ssize_t)triggers;
 }
 
 /* Decoder state and outputs while words are decoded. */
@@ -348,75 +339,147 @@ out:
     return i;
 }
 
+/* Set once by setup(): numpy.empty, the record dtypes and the state class. */
+static PyObject *np_empty, *event_dtype, *trigger_dtype, *int64_dtype, *state_type;
+
+PyDoc_STRVAR(setup_doc,
+"setup(empty, event_dtype, trigger_dtype, int64_dtype, state_type)\n\n"
+"Give the kernels numpy.empty, the dtypes of the arrays they allocate and fill, and the\n"
+"tuple subclass of the EVT3 state they return (kernels.py calls this once at import).");
+
+static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5 || !PyType_Check(args[4])
+        || !PyType_IsSubtype((PyTypeObject *)args[4], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "setup(empty, event_dtype, trigger_dtype, int64_dtype, state_type) "
+                        "with a tuple subclass as state_type");
+        return NULL;
+    }
+    PyObject **slots[5] = {&np_empty, &event_dtype, &trigger_dtype, &int64_dtype, &state_type};
+    for (int k = 0; k < 5; k++) {
+        Py_INCREF(args[k]);
+        Py_XSETREF(*slots[k], args[k]);
+    }
+    Py_RETURN_NONE;
+}
+
+/* numpy.empty(n, dtype) and its writable buffer; NULL with an exception on failure. */
+static PyObject *new_array(PyObject *dtype, Py_ssize_t n, Py_buffer *view)
+{
+    if (np_empty == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "gep_ros.wire._kernels: setup() was not called");
+        return NULL;
+    }
+    PyObject *size = PyLong_FromSsize_t(n);
+    if (size == NULL)
+        return NULL;
+    PyObject *array = PyObject_CallFunctionObjArgs(np_empty, size, dtype, NULL);
+    Py_DECREF(size);
+    if (array == NULL)
+        return NULL;
+    if (PyObject_GetBuffer(array, view, PyBUF_WRITABLE) < 0) {
+        Py_DECREF(array);
+        return NULL;
+    }
+    return array;
+}
+
+/* array[:n] (a view), or the array itself when it is n long; steals the reference. */
+static PyObject *cut(PyObject *array, Py_ssize_t n, Py_ssize_t size)
+{
+    if (array == NULL || n == size)
+        return array;
+    PyObject *view = PySequence_GetSlice(array, 0, n);
+    Py_DECREF(array);
+    return view;
+}
+
 PyDoc_STRVAR(evt3_decode_doc,
-"evt3_decode(words, y, time_low, time_high, polarity, base_x, valid, width, height,\n"
-"            limit_us, rollover, time_offset_us, events, triggers, bounds, marks)\n"
-"    -> (bad, n_events, n_triggers, y, time_low, time_high, polarity, base_x, valid,\n"
-"        start, stop, first_us)\n\n"
-"Decode EVT3 words from the given state, word after word, with the conventions of\n"
-"event_camera_codecs (see evt3.py). `limit_us` (None: no limit) stops before the first\n"
-"TIME_LOW after the first valid time whose extended time reaches it; that TIME_LOW is\n"
-"applied to the returned clock but not consumed. `events` / `triggers` are writable\n"
-"buffers of 16-byte records, at least evt3_bound(words) long. With `bounds` (int64 word\n"
-"offsets, B of them, rising), `marks` (int64, 3 B) receives for each bound the events and\n"
-"the triggers decoded before it and the extended time in effect before its word.\n\n"
-"`bad` is the index of the first unsupported word (the result is then void), else -1;\n"
-"`start` the first word decoded (all words before it only moved the clock), `stop` the\n"
+"evt3_decode(words, state, width, height, limit_us, rollover, time_offset_us, bounds)\n"
+"    -> (bad, events, triggers, state, start, stop, first_us, marks)\n\n"
+"Decode EVT3 words (a buffer of little-endian uint16) from `state` (an Evt3State: y,\n"
+"time_low, time_high, polarity, base_x, valid) with the conventions of event_camera_codecs\n"
+"(evt3.py), into new EVENT_DTYPE / TRIGGER_DTYPE arrays and a new state. `limit_us` (None:\n"
+"no limit) stops before the first TIME_LOW after the first valid time whose extended time\n"
+"reaches it; that TIME_LOW is applied to the returned clock but not consumed. With `bounds`\n"
+"(int64 word offsets rising from 0 to the number of words; the state valid, no limit),\n"
+"`marks` (int64, 3 per bound) holds for each bound the events and the triggers decoded\n"
+"before it and the extended time in effect before its word.\n\n"
+"`bad` is the index of the first unsupported word (the rest is then None), else -1;\n"
+"`start` the first word decoded (the words before it only moved the clock), `stop` the\n"
 "number of words consumed, `first_us` the extended time at `start` (None while invalid).");
 
 static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 16) {
-        PyErr_SetString(PyExc_TypeError, "evt3_decode takes 16 arguments");
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "evt3_decode takes 8 arguments");
         return NULL;
     }
-    long long y_in, low_in, high_in, pol_in, base_in, valid_in, width, height, limit = 0;
+    PyObject *state = args[1];
+    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 6) {
+        PyErr_SetString(PyExc_TypeError, "state must be an Evt3State");
+        return NULL;
+    }
+    long long y_in, low_in, high_in, pol_in, base_in, width, height, limit = 0;
     long long rollover, offset_us;
-    if (arg_ll(args[1], &y_in) < 0 || arg_ll(args[2], &low_in) < 0
-        || arg_ll(args[3], &high_in) < 0 || arg_ll(args[4], &pol_in) < 0
-        || arg_ll(args[5], &base_in) < 0 || arg_ll(args[6], &valid_in) < 0
-        || arg_ll(args[7], &width) < 0 || arg_ll(args[8], &height) < 0
-        || (args[9] != Py_None && arg_ll(args[9], &limit) < 0)
-        || arg_ll(args[10], &rollover) < 0 || arg_ll(args[11], &offset_us) < 0)
+    if (arg_ll(PyTuple_GET_ITEM(state, 0), &y_in) < 0
+        || arg_ll(PyTuple_GET_ITEM(state, 1), &low_in) < 0
+        || arg_ll(PyTuple_GET_ITEM(state, 2), &high_in) < 0
+        || arg_ll(PyTuple_GET_ITEM(state, 3), &pol_in) < 0
+        || arg_ll(PyTuple_GET_ITEM(state, 4), &base_in) < 0
+        || arg_ll(args[2], &width) < 0 || arg_ll(args[3], &height) < 0
+        || (args[4] != Py_None && arg_ll(args[4], &limit) < 0)
+        || arg_ll(args[5], &rollover) < 0 || arg_ll(args[6], &offset_us) < 0)
+        return NULL;
+    int valid = PyObject_IsTrue(PyTuple_GET_ITEM(state, 5));
+    if (valid < 0)
         return NULL;
     if (width < 0 || height < 0) {
         PyErr_SetString(PyExc_ValueError, "width and height must not be negative");
         return NULL;
     }
-    const int has_bounds = args[14] != Py_None;
+    const int has_bounds = args[7] != Py_None;
+
     Py_buffer wb, eb, tb, bb, mb;
+    PyObject *events = NULL, *triggers = NULL, *marks_array = NULL, *result = NULL;
     if (arg_buffer(args[0], &wb, 0, "words") < 0)
         return NULL;
-    if (arg_buffer(args[12], &eb, 1, "events") < 0)
-        goto fail_w;
-    if (arg_buffer(args[13], &tb, 1, "triggers") < 0)
-        goto fail_e;
+    const uint16_t *words = (const uint16_t *)wb.buf;
+    const Py_ssize_t n = wb.len / 2;
     Py_ssize_t nbounds = 0;
     const int64_t *bounds = NULL;
     int64_t *marks = NULL;
-    const Py_ssize_t n = wb.len / 2;
     if (has_bounds) {
-        if (arg_buffer(args[14], &bb, 0, "bounds") < 0)
-            goto fail_t;
-        if (arg_buffer(args[15], &mb, 1, "marks") < 0) {
-            PyBuffer_Release(&bb);
-            goto fail_t;
-        }
+        if (arg_buffer(args[7], &bb, 0, "bounds") < 0)
+            goto release_w;
         nbounds = bb.len / 8;
         bounds = (const int64_t *)bb.buf;
-        marks = (int64_t *)mb.buf;
-        int rising = nbounds > 0 && bounds[0] == 0 && bounds[nbounds - 1] == n;
+        int rising = valid && args[4] == Py_None && nbounds > 0 && bounds[0] == 0
+                     && bounds[nbounds - 1] == n;
         for (Py_ssize_t k = 1; rising && k < nbounds; k++)
             rising = bounds[k] >= bounds[k - 1];
-        if (!rising || mb.len / 8 < 3 * nbounds) {
-            PyErr_SetString(PyExc_ValueError,
-                            "bounds must rise from 0 to the number of words, marks hold 3 each");
-            goto fail_b;
+        if (!rising) {
+            PyErr_SetString(PyExc_ValueError, "bounds must rise from 0 to the number of words, "
+                            "from a valid state without a limit");
+            goto release_b;
         }
+        marks_array = new_array(int64_dtype, 3 * nbounds, &mb);
+        if (marks_array == NULL)
+            goto release_b;
+        marks = (int64_t *)mb.buf;
     }
+    Py_ssize_t ev_bound, tr_bound;
+    evt3_bounds(words, n, &ev_bound, &tr_bound);
+    events = new_array(event_dtype, ev_bound, &eb);
+    if (events == NULL)
+        goto release_m;
+    triggers = new_array(trigger_dtype, tr_bound, &tb);
+    if (triggers == NULL)
+        goto release_e;
 
-    const uint16_t *words = (const uint16_t *)wb.buf;
     evt3_ctx c;
     c.y = (unsigned)y_in & 0xFFFFu;
     c.pol = (unsigned)pol_in & 1u;
@@ -427,18 +490,17 @@ static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t n
     c.height = height;
     c.limit = limit;
     c.offset_us = offset_us;
-    c.has_limit = args[9] != Py_None;
+    c.has_limit = args[4] != Py_None;
     c.rollover = rollover != 0;
     c.ev = (event_t *)eb.buf;
-    c.ev_cap = eb.len / (Py_ssize_t)sizeof(event_t);
+    c.ev_cap = ev_bound;
     c.tr = (trigger_t *)tb.buf;
-    c.tr_cap = tb.len / (Py_ssize_t)sizeof(trigger_t);
+    c.tr_cap = tr_bound;
     c.ne = c.nt = 0;
     c.ended = 0;
 
     /* Before the first valid time (a TIME_HIGH, then a TIME_LOW) only the clock moves. */
     Py_ssize_t i = 0;
-    int valid = valid_in != 0;
     if (!valid) {
         int saw_high = 0;
         while (i < n) {
@@ -459,9 +521,9 @@ static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t n
     const int64_t first_us = c.high | c.low;
     c.now = time_ns(&c, c.high, c.low);
 
+    /* ended 0: stop == n; 1: stop is the TIME_LOW that reached the limit; 2: the bad word. */
     Py_ssize_t stop = n;
     if (has_bounds) {
-        /* A valid clock and no limit (decode_run): packet by packet, marks at each start. */
         for (Py_ssize_t k = 0; k < nbounds; k++) {
             marks[k] = c.ne;
             marks[nbounds + k] = c.nt;
@@ -476,43 +538,66 @@ static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t n
         stop = decode_span(&c, words, start, n);
     }
     if (c.ended == 3) {
-        PyErr_SetString(PyExc_ValueError, "evt3_decode: output buffer smaller than evt3_bound");
-        goto fail_b;
+        PyErr_SetString(PyExc_SystemError, "evt3_decode: more events than evt3_bounds");
+        goto release_t;
+    }
+    if (c.ended == 2) {
+        result = Py_BuildValue("(nOOOOOOO)", stop, Py_None, Py_None, Py_None, Py_None,
+                               Py_None, Py_None, Py_None);
+        goto release_t;
+    }
+    {
+        PyObject *fields = Py_BuildValue("((LLLLLO))", (long long)c.y, (long long)c.low,
+                                         (long long)c.high, (long long)c.pol,
+                                         (long long)c.base, valid ? Py_True : Py_False);
+        if (fields == NULL)
+            goto release_t;
+        PyObject *new_state = PyTuple_Type.tp_new((PyTypeObject *)state_type, fields, NULL);
+        Py_DECREF(fields);
+        if (new_state == NULL)
+            goto release_t;
+        PyObject *first = Py_None;
+        if (valid)
+            first = PyLong_FromLongLong(first_us);
+        else
+            Py_INCREF(first);
+        PyBuffer_Release(&tb);
+        PyBuffer_Release(&eb);
+        events = cut(events, c.ne, ev_bound);
+        triggers = cut(triggers, c.nt, tr_bound);
+        if (first == NULL || events == NULL || triggers == NULL) {
+            Py_XDECREF(first);
+            Py_DECREF(new_state);
+            goto release_m2;
+        }
+        result = Py_BuildValue("(nNNNnnNO)", (Py_ssize_t)-1, events, triggers, new_state,
+                               start, stop, first, has_bounds ? marks_array : Py_None);
+        events = triggers = NULL;
+        goto release_m2;
     }
 
+release_t:
+    PyBuffer_Release(&tb);
+    Py_XDECREF(triggers);
+    triggers = NULL;
+release_e:
+    PyBuffer_Release(&eb);
+    Py_XDECREF(events);
+    events = NULL;
+release_m2:
+    Py_XDECREF(events);
+    Py_XDECREF(triggers);
+release_m:
     if (has_bounds) {
         PyBuffer_Release(&mb);
+        Py_DECREF(marks_array);
+    }
+release_b:
+    if (has_bounds)
         PyBuffer_Release(&bb);
-    }
-    PyBuffer_Release(&tb);
-    PyBuffer_Release(&eb);
+release_w:
     PyBuffer_Release(&wb);
-    PyObject *first;
-    if (valid) {
-        first = PyLong_FromLongLong(first_us);
-        if (first == NULL)
-            return NULL;
-    } else {
-        first = Py_None;
-        Py_INCREF(first);
-    }
-    /* ended 0: stop == n; 1: stop is the TIME_LOW that reached the limit; 2: the bad word. */
-    return Py_BuildValue("(nnnLLLLLinnN)", c.ended == 2 ? stop : (Py_ssize_t)-1, c.ne, c.nt,
-                         (long long)c.y, (long long)c.low, (long long)c.high,
-                         (long long)c.pol, (long long)c.base, valid, start, stop, first);
-
-fail_b:
-    if (has_bounds) {
-        PyBuffer_Release(&mb);
-        PyBuffer_Release(&bb);
-    }
-fail_t:
-    PyBuffer_Release(&tb);
-fail_e:
-    PyBuffer_Release(&eb);
-fail_w:
-    PyBuffer_Release(&wb);
-    return NULL;
+    return result;
 }
 
 /* ---- dvs_msgs/EventArray ------------------------------------------------------------------ */
@@ -575,7 +660,7 @@ static PyObject *event_array_decode(PyObject *self, PyObject *const *args, Py_ss
 }
 
 static PyMethodDef methods[] = {
-    {"evt3_bound", (PyCFunction)(void (*)(void))evt3_bound, METH_FASTCALL, evt3_bound_doc},
+    {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL, setup_doc},
     {"evt3_decode", (PyCFunction)(void (*)(void))evt3_decode, METH_FASTCALL, evt3_decode_doc},
     {"event_array_decode", (PyCFunction)(void (*)(void))event_array_decode, METH_FASTCALL,
      event_array_decode_doc},

@@ -26,7 +26,7 @@ and its first sensor time.
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -52,14 +52,15 @@ NS_PER_US = 1000
 ROLLOVER_TOLERANCE = 10
 _I64_MAX = np.iinfo(np.int64).max
 _I64_MIN = np.iinfo(np.int64).min
+_WORD = np.dtype('<u2')
 
 
-@dataclass(frozen=True)
-class Evt3State:
-    """Decoder state between packets of one stream.
+class Evt3State(NamedTuple):
+    """Decoder state between packets of one stream (immutable).
 
     `time_high` holds the TIME_HIGH payload shifted left by 12 plus the rollover count times
-    2^24, so `time_high | time_low` is the extended time in microseconds.
+    2^24, so `time_high | time_low` is the extended time in microseconds. A named tuple, as
+    the kernel builds one per packet.
     """
 
     y: int = 0
@@ -72,6 +73,10 @@ class Evt3State:
     @property
     def time_us(self):
         return self.time_high | self.time_low
+
+
+# The kernel allocates its outputs with numpy.empty and returns states of this class.
+kernels.setup(np.empty, EVENT_DTYPE, TRIGGER_DTYPE, np.dtype('<i8'), Evt3State)
 
 
 @dataclass
@@ -151,7 +156,7 @@ def _decode(words, state, width, height, until_ns, rollover, time_offset_us, msg
 
     Returns (Evt3Result, Evt3Run or None).
     """
-    words = np.ascontiguousarray(words, dtype='<u2')
+    words = np.ascontiguousarray(words, dtype=_WORD)
     limit_us = None
     if until_ns is not None:
         if state.valid:
@@ -160,27 +165,15 @@ def _decode(words, state, width, height, until_ns, rollover, time_offset_us, msg
                 return Evt3Result(np.empty(0, EVENT_DTYPE), np.empty(0, TRIGGER_DTYPE), state,
                                   0, state_ns, state_ns), None
         limit_us = clamp_int64(-(-until_ns // NS_PER_US) - time_offset_us)
-    n_events, n_triggers = kernels.evt3_bound(words)
-    events = np.empty(n_events, EVENT_DTYPE)
-    triggers = np.empty(n_triggers, TRIGGER_DTYPE)
-    marks = None if bounds is None else np.empty(3 * bounds.size, np.int64)
-    (bad, n_events, n_triggers, y, time_low, time_high, polarity, base_x, valid, _, stop,
-     first_us) = kernels.evt3_decode(
-        words, state.y, state.time_low, state.time_high, state.polarity, state.base_x,
-        state.valid, width, height, limit_us, rollover, time_offset_us, events, triggers,
-        bounds, marks)
+    bad, events, triggers, new_state, _, stop, first_us, marks = kernels.evt3_decode(
+        words, state, width, height, limit_us, rollover, time_offset_us, bounds)
     if bad >= 0:
         raise WireError(msgtype, 'events', offset + 2 * bad,
                         f'unsupported EVT3 word type 0x{int(words[bad]) >> 12:X}')
-    if n_events < events.size:
-        events = events[:n_events]
-    if n_triggers < triggers.size:
-        triggers = triggers[:n_triggers]
-    new_state = Evt3State(y, time_low, time_high, polarity, base_x, bool(valid))
     first_ns = None if first_us is None else (first_us + time_offset_us) * NS_PER_US
     next_ns = None
     if stop < words.size:  # stopped by the time limit, at a TIME_LOW already applied
-        next_ns = ((time_high | time_low) + time_offset_us) * NS_PER_US
+        next_ns = (new_state.time_us + time_offset_us) * NS_PER_US
     result = Evt3Result(events, triggers, new_state, stop, first_ns, next_ns)
     if bounds is None:
         return result, None
