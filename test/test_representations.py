@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from gep_model.events import (EventTensors, fit_to_input, make_representation,
-                              nonzero_percentile, render_batch, representation_names,
-                              round_to_patch, window_events)
+                              nonzero_percentile, reference, render_batch,
+                              representation_names, round_to_patch, window_events)
 from gep_ros.wire.events import EVENT_DTYPE
 
 HEIGHT, WIDTH = 12, 16
@@ -480,3 +480,71 @@ def test_gep_model_does_not_import_gep_ros():
             else:
                 continue
             assert not any(name.split('.')[0] == 'gep_ros' for name in names), source
+
+
+# --- against the code they replaced, bit for bit ----------------------------------------------
+
+
+def _bits(image):
+    """Return the float32 bits of an image, so that -0.0 and 0.0 differ."""
+    return image.contiguous().view(torch.int32)
+
+
+def _same_as_before(name, params, events, t0, t1, height, width, device='cpu'):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the voxel grid's reference adds in order only on one thread
+    try:
+        want = reference.render(name, params, events, t0, t1, height, width, device)
+    finally:
+        torch.set_num_threads(threads)
+    got = make_representation(name, **params)(events, t0, t1, height, width, device=device)
+    assert got.dtype == want.dtype == torch.float32 and got.shape == want.shape
+    assert torch.equal(_bits(got), _bits(want)), (name, params)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('name,params', ALL_PARAMS + [('polarity_rgb', {'percentile': 50.0}),
+                                                      ('voxel_grid', {'bins': 9})])
+def test_bit_identical_to_the_previous_code_on_random_windows(device, name, params):
+    for seed in range(6):
+        events = random_events(seed, n=[3, 4, 40, 400, 5000, 33000][seed], hot=seed % 2 == 1)
+        _same_as_before(name, params, events, T0, T1, HEIGHT, WIDTH, device)
+        _same_as_before(name, params, events, T0 + SPAN // 2, T0 + SPAN // 2, HEIGHT, WIDTH,
+                        device)  # t1 == t0
+        _same_as_before(name, params, events[:0], T0, T1, HEIGHT, WIDTH, device)  # empty
+        _same_as_before(name, params, events, T1 + 1, T1 + 2, HEIGHT, WIDTH, device)  # none in
+
+
+def _real_windows(bags_dir, name, count):
+    """Consecutive windows of `count` events of a real recording, with their bounds."""
+    from gep_ros.bag import BagReader
+    from gep_ros.cli.bag_cmd import decode_topic
+    with BagReader(bags_dir / name) as reader:
+        events, _, _, sensor = decode_topic(reader, '/event_camera/events', 'sensor')
+    for start in range(0, len(events) - count + 1, count)[:4]:
+        chunk = events[start:start + count]
+        yield chunk, int(chunk['t'][0]), int(chunk['t'][-1]), sensor
+
+
+@pytest.mark.parametrize('bag,count', [('evpy_test_events_1', 30_000),
+                                       ('evpy_test_events_2/test_events_2_0.mcap', 30_000),
+                                       ('codecs_test_data_evt3_trigger', 20_000)])
+@pytest.mark.parametrize('name,params', ALL_PARAMS)
+def test_bit_identical_to_the_previous_code_on_real_windows(bags_dir, bag, count, name, params):
+    for events, t0, t1, (width, height) in _real_windows(bags_dir, bag, count):
+        _same_as_before(name, params, events, t0, t1, height, width)
+        _same_as_before(name, params, events, (t0 + t1) // 2, (t0 + t1) // 2, height, width)
+
+
+def test_voxel_sums_do_not_depend_on_threads():
+    events = random_events(9, n=40_000, hot=True)
+    rep = make_representation('voxel_grid', bins=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = rep(events, T0, T1, HEIGHT, WIDTH)
+        torch.set_num_threads(2)
+        two = rep(events, T0, T1, HEIGHT, WIDTH)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(_bits(one), _bits(two))

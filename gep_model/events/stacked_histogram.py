@@ -30,8 +30,8 @@ from typing import Any, Dict, Optional
 import torch
 
 from gep_model.events.base import register_representation, Representation
-from gep_model.events.histogram import check_cutoff
-from gep_model.events.tensors import accumulate, EventTensors, Time
+from gep_model.events.histogram import check_cutoff, count_index, index_dtype
+from gep_model.events.tensors import EventTensors, Time
 
 CHANNEL_ORDERS = ('time_major', 'polarity_major')
 
@@ -88,14 +88,16 @@ class StackedHistogram(Representation):
 
     def render(self, events: EventTensors, t0: Time, t1: Time) -> torch.Tensor:
         height, width = events.height, events.width
-        time_bin = time_bins(events, t0, t1, self.bins)  # (N,)
-        polarity = events.p.to(torch.int64)  # (N,) 1 = ON
+        plane = height * width
+        itype = index_dtype(self.channels * plane)
+        time_bin = time_bins(events, t0, t1, self.bins).to(itype)  # (N,)
+        polarity = events.p.to(itype)  # (N,) 1 = ON
         if self.channel_order == 'time_major':
             channel = 2 * time_bin + polarity
         else:
             channel = self.bins * polarity + time_bin
-        counts = accumulate(self.channels * height * width,
-                            channel * (height * width) + events.pixel)
+        index = (channel * height + events.y.to(itype)) * width + events.x.to(itype)
+        counts = count_index(index, self.channels * plane)  # int32
         if self.count_cutoff is not None:
             counts = counts.clamp_(max=self.count_cutoff)
         return counts.to(torch.float32).view(self.channels, height, width)

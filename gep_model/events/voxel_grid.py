@@ -32,6 +32,7 @@ from typing import Any, Dict
 import torch
 
 from gep_model.events.base import register_representation, Representation
+from gep_model.events.histogram import index_dtype
 from gep_model.events.tensors import accumulate, EventTensors, Time
 
 
@@ -72,12 +73,16 @@ class VoxelGrid(Representation):
         left = torch.floor(tau).clamp_(0, bins - 1)
         right_share = tau - left  # (N,) in [0, 1)
         value = events.p.to(torch.float64) * 2 - 1  # (N,) +1 ON, -1 OFF
-        left_bin = left.to(torch.int64)
+        plane = height * width
+        itype = index_dtype(bins * plane)
+        left_bin = left.to(itype)
         # An event on the last bin centre has right_share 0; clamping its right neighbour
         # onto the last bin adds that zero there instead of writing past the grid.
         right_bin = (left_bin + 1).clamp_(max=bins - 1)
-        plane = height * width
-        index = torch.cat((left_bin * plane + events.pixel, right_bin * plane + events.pixel))
+        pixel = events.y.to(itype) * width + events.x.to(itype)
+        index = torch.cat((left_bin * plane + pixel, right_bin * plane + pixel))
+        # Weights in float64, then float32, added left shares first, then right shares, in
+        # event order: the same float32 sums however many threads run.
         weight = torch.cat((value * (1 - right_share), value * right_share))
         grid = accumulate(bins * plane, index, weight, dtype=torch.float32)
         return grid.view(bins, height, width)
