@@ -44,6 +44,7 @@ demo: setup
 
 bench: setup
 	$(GEP) bench wire --json $(OUT)/bench/wire.json
+	$(GEP) bench events --json $(OUT)/bench/events.json
 	$(GEP) bench model --json $(OUT)/bench/model.json
 	$(GEP) bench pipeline --json $(OUT)/bench/pipeline.json
 

@@ -548,3 +548,25 @@ def test_voxel_sums_do_not_depend_on_threads():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(_bits(one), _bits(two))
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_count_thresholds_on_the_host_and_on_the_device_agree(device):
+    # On a CPU the polarity image's percentile runs in numpy; the torch code (CUDA's path)
+    # must give the same bits, and both what nonzero_percentile gives on the images.
+    from gep_model.events.histogram import count_index, polarity_index
+    from gep_model.events.polarity_rgb import (count_thresholds, event_count_histogram,
+                                               histogram_percentile)
+    for seed in range(8):
+        events = window_events(random_events(seed, n=[3, 50, 400, 3000][seed % 4],
+                                             hot=seed % 2 == 1), T0, T1, HEIGHT, WIDTH,
+                               device=device)
+        index = polarity_index(events)
+        counts = count_index(index, 2 * HEIGHT * WIDTH)
+        for pct in (0.0, 12.5, 50.0, 90.0, 99.0, 100.0):
+            host = count_thresholds(counts.cpu(), index.cpu(), events.p.cpu(), pct)
+            torch_path = histogram_percentile(event_count_histogram(counts, index, events.p),
+                                              pct).cpu()
+            images = nonzero_percentile(counts.view(2, -1), pct).cpu()
+            assert torch.equal(_bits(host), _bits(torch_path)), (seed, pct)
+            assert torch.equal(_bits(host), _bits(images)), (seed, pct)

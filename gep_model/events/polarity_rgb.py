@@ -29,8 +29,10 @@ takes it as BGR) while the datasets read PNGs with PIL, so the DSEC images GEP t
 ON blue and OFF red. ``channel_order='bgr'`` reproduces those images.
 """
 
+import math
 from typing import Any, Dict
 
+import numpy as np
 import torch
 
 from gep_model.events.base import register_representation, Representation
@@ -118,6 +120,45 @@ def event_count_histogram(counts: torch.Tensor, index: torch.Tensor,
     return torch.div(seen, ks, rounding_mode='floor')
 
 
+def count_thresholds(counts: torch.Tensor, index: torch.Tensor, polarity: torch.Tensor,
+                     percentile: float) -> torch.Tensor:
+    """Return the percentile of the nonzero counts of the OFF and ON images, (2,) float32.
+
+    `event_count_histogram` then `histogram_percentile` on the counts' device. On a CPU the
+    same arithmetic runs in numpy on the same memory (`_host_thresholds`): a few dozen torch
+    operations on arrays of a few elements cost more there than all the rest.
+    """
+    if counts.device.type != 'cpu':
+        return histogram_percentile(event_count_histogram(counts, index, polarity), percentile)
+    per_event = np.take(counts.numpy(), index.numpy())  # (N,)
+    bins = int(per_event.max()) + 1 if per_event.size else 1
+    seen = np.bincount(polarity.numpy() * bins + per_event, minlength=2 * bins)
+    hist = seen.reshape(2, bins) // np.maximum(np.arange(bins), 1)
+    return torch.from_numpy(_host_thresholds(hist, percentile))
+
+
+def _host_thresholds(hist: np.ndarray, percentile: float) -> np.ndarray:
+    """`histogram_percentile` of a (R, B) numpy histogram, step by step in the same types."""
+    out = np.zeros(hist.shape[0], np.float32)
+    for row, counts in enumerate(hist):
+        below_or_at = np.cumsum(counts[1:])
+        nonzero = int(below_or_at[-1]) if below_or_at.size else 0
+        if not nonzero:
+            continue
+        virtual = float(nonzero - 1) * (percentile / 100.0)  # float64
+        below = math.floor(virtual)
+        gamma = virtual - below
+        low, high = below, min(below + 1, nonzero - 1)
+        a, b = (np.float32(np.searchsorted(below_or_at, rank, side='right') + 1)
+                for rank in (low, high))
+        diff = b - a  # float32
+        if gamma >= 0.5:
+            out[row] = b - diff * np.float32(1 - gamma)
+        else:
+            out[row] = a + diff * np.float32(gamma)
+    return out
+
+
 def draw_polarity(on: torch.Tensor, off: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """`polarity_image` into out ((3, P) float32) from (P,) intensities, without a mask.
 
@@ -171,11 +212,10 @@ class PolarityRGB(Representation):
         height, width = events.height, events.width
         index = polarity_index(events)  # (N,) into the OFF then ON count images
         counts = count_index(index, 2 * height * width)  # (2 * H * W,) int32
-        hist = event_count_histogram(counts, index, events.p)  # (2, B)
-        threshold = histogram_percentile(hist, self.percentile)  # (2,) OFF, ON
+        threshold = count_thresholds(counts, index, events.p, self.percentile)  # (2,) OFF, ON
         # An empty image has threshold 0; divide by 1 there so it stays all zeros.
         safe = torch.where(threshold > 0, threshold, torch.ones_like(threshold))[:, None]
-        off, on = torch.minimum(counts.view(2, -1).to(torch.float32), safe).div_(safe)
+        off, on = torch.minimum(counts.view(2, -1), safe).div_(safe)  # int32 -> float32, exact
         image = torch.empty((3, height * width), dtype=torch.float32, device=counts.device)
         draw_polarity(on, off, image)
         image = image.view(3, height, width)  # R, G, B

@@ -10,14 +10,27 @@ Rows (rates, higher is better):
   unpacks the CDR and cannot decode EVT3;
 - Image decode (640x480 rgb8, 1280x720 mono8) against rosbags' deserialize_cdr. Both are
   zero-copy views of the pixels; ours is shaped with step padding and byte order handled.
+
+Rows against the code the compiled kernels replaced, in the same run:
+- EventArray decode of 1M events against the numpy strided copy (`dvs.decode_events_numpy`);
+- EVT3 on the real recordings in test/data/bags (evpy_test_events_1, 640x480, and
+  codecs_test_data_evt3_trigger, 1280x720, IMX636): every packet after the first, one
+  `EventPacketDecoder.decode` at a time (a live subscription) and `decode_batch` 64 at a
+  time, against the numpy decoder (`evt3_numpy`) doing the same, and against faery's Rust
+  file decoder (`faery.extension.evt.Decoder`, PyPI `faery`) on the same words written to a
+  Prophesee .raw file, when faery is installed.
 """
+
+from pathlib import Path
+import tempfile
 
 import numpy as np
 
 from .common import median_seconds, print_table, row, write_json
 from ..msgtypes import EVENT_ARRAY, EVENT_PACKET, typestore
-from ..wire.dvs import decode_event_array, encode_event_array
-from ..wire.event_packet import encode_event_packet, EventPacketDecoder
+from ..wire import evt3_numpy
+from ..wire.dvs import decode_event_array, decode_events_numpy, encode_event_array
+from ..wire.event_packet import decode_event_packet, encode_event_packet, EventPacketDecoder
 from ..wire.events import make_events
 from ..wire.evt3 import Evt3State, reference_decode
 from ..wire.evt3_encoder import Evt3Encoder
@@ -62,7 +75,16 @@ def bench_event_array(n, rng, quick):
     base_enc = median_seconds(lambda: store.serialize_cdr(msg, EVENT_ARRAY),
                               repeat=repeat, warmup=0 if n > 100_000 else 1, budget_s=10)
     label = f'{n // 1000}k' if n < 10**6 else f'{n // 10**6}M'
-    return [
+    numpy_rows = []
+    if n >= 10**6:
+        start = len(data) - max(16 * n - 3, 0)
+        view = memoryview(data)
+        numpy_dec = median_seconds(lambda: decode_events_numpy(view, start, n),
+                                   repeat=repeat * 3, warmup=5)
+        numpy_rows.append(row(f'eventarray_decode_{label}_vs_numpy', 'Mev/s',
+                              n / ours_dec / 1e6, n / numpy_dec / 1e6,
+                              'numpy strided copy (the code the kernel replaced)'))
+    return numpy_rows + [
         row(f'eventarray_decode_{label}', 'Mev/s', n / ours_dec / 1e6, n / base_dec / 1e6,
             ROSBAGS),
         row(f'eventarray_encode_{label}', 'Mev/s', n / ours_enc / 1e6, n / base_enc / 1e6,
@@ -122,6 +144,121 @@ def bench_evt3(rng, quick):
     return rows
 
 
+REAL_EVT3 = ('evpy_test_events_1', 'codecs_test_data_evt3_trigger')
+NUMPY_EVT3 = 'numpy EVT3 decoder (evt3_numpy, the code the kernel replaced)'
+FAERY = 'faery 0.7 Rust EVT3 file decoder, same words'
+
+
+def bags_dir():
+    """Return the folder of the real recordings of the test suite (test/data/bags)."""
+    return Path(__file__).resolve().parents[2] / 'test' / 'data' / 'bags'
+
+
+def real_evt3(name):
+    """Return the EventPackets of a real EVT3 recording, in order; None where it is missing."""
+    from ..bag import BagReader
+    path = bags_dir() / name
+    if not path.exists():
+        return None
+    with BagReader(path) as reader:
+        return [m.data for m in reader.messages() if not m.error]
+
+
+def numpy_one_at_a_time(first_state, msgs):
+    """Decode with numpy packet by packet, as EventPacketDecoder.decode did before."""
+    state = first_state
+    for raw in msgs:
+        msg = decode_event_packet(raw)
+        state = evt3_numpy.decode_words(msg.events.view('<u2'), state, msg.width,
+                                        msg.height).state
+
+
+def numpy_batched(first_state, msgs):
+    """Decode with numpy over runs of BATCH packets, as decode_batch did before."""
+    state = first_state
+    for a in range(0, len(msgs), BATCH):
+        decoded = [decode_event_packet(raw) for raw in msgs[a:a + BATCH]]
+        payloads = [m.events for m in decoded]
+        bounds = np.zeros(len(payloads) + 1, np.int64)
+        np.cumsum([p.size >> 1 for p in payloads], out=bounds[1:])
+        out = evt3_numpy.decode_run(np.concatenate(payloads).view('<u2'), bounds, state,
+                                    decoded[0].width, decoded[0].height)
+        state = out.result.state
+
+
+def faery_decode(path, width, height):
+    """Decode a Prophesee .raw file with faery; return the number of CD events."""
+    from faery.extension import evt
+    n = 0
+    with evt.Decoder(path, (width, height), 'evt3') as decoder:
+        for packet in decoder:
+            n += len(packet['events'])
+    return n
+
+
+def bench_real_evt3(quick):
+    """EVT3 on the real recordings: every packet after the first (which starts the clock)."""
+    try:
+        import faery  # noqa: F401
+    except ImportError:
+        faery = None
+        print('faery is not installed: the rows against its Rust decoder are left out')
+    rows = []
+    repeat = 5 if quick else 15
+    for name in REAL_EVT3:
+        raws = real_evt3(name)
+        if raws is None:
+            print(f'{name}: not found under {bags_dir()}, left out')
+            continue
+        first = EventPacketDecoder()
+        first.decode(raws[0])
+        (key, state), = first._states.items()
+        msgs = raws[1:]
+        sizes = [decode_event_packet(raw) for raw in msgs]
+        width, height = sizes[0].width, sizes[0].height
+        n = sum(len(p.events) for p in first.decode_batch(msgs))
+
+        def ours_one(msgs=msgs, state=state, key=key):
+            decoder = EventPacketDecoder()
+            decoder._states[key] = state
+            for raw in msgs:
+                decoder.decode(raw)
+
+        def ours_batched(msgs=msgs, state=state, key=key):
+            decoder = EventPacketDecoder()
+            decoder._states[key] = state
+            for a in range(0, len(msgs), BATCH):
+                decoder.decode_batch(msgs[a:a + BATCH])
+
+        per_packet = n // len(msgs)
+        t_one = median_seconds(ours_one, repeat=repeat, warmup=2)
+        t_batch = median_seconds(ours_batched, repeat=repeat, warmup=2)
+        t_np_one = median_seconds(lambda: numpy_one_at_a_time(state, msgs), repeat=3)
+        t_np_batch = median_seconds(lambda: numpy_batched(state, msgs), repeat=3)
+        label = f'evt3_{name}_{per_packet}_per_packet'
+        rows += [row(f'{label}_one_at_a_time', 'Mev/s', n / t_one / 1e6, n / t_np_one / 1e6,
+                     NUMPY_EVT3),
+                 row(f'{label}_batched', 'Mev/s', n / t_batch / 1e6, n / t_np_batch / 1e6,
+                     NUMPY_EVT3)]
+        if faery is None:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f'{name}.raw'
+            with open(path, 'wb') as f:
+                f.write(f'% evt 3.0\n% format EVT3;height={height};width={width}\n'
+                        f'% geometry {width}x{height}\n% end\n'.encode())
+                for msg in sizes:
+                    f.write(msg.events.tobytes())
+            t_faery = median_seconds(lambda: faery_decode(path, width, height),
+                                     repeat=repeat, warmup=2)
+            n_faery = faery_decode(path, width, height)
+        rows += [row(f'{label}_one_at_a_time_vs_faery', 'Mev/s', n / t_one / 1e6,
+                     n_faery / t_faery / 1e6, FAERY),
+                 row(f'{label}_batched_vs_faery', 'Mev/s', n / t_batch / 1e6,
+                     n_faery / t_faery / 1e6, FAERY)]
+    return rows
+
+
 def bench_images(rng, quick):
     store = typestore()
     rows = []
@@ -146,6 +283,7 @@ def run(json_path=None, quick=False, command='gep bench wire'):
     for n in (50_000, 1_000_000):
         rows += bench_event_array(n, rng, quick)
     rows += bench_evt3(rng, quick)
+    rows += bench_real_evt3(quick)
     rows += bench_images(rng, quick)
     print_table('wire codecs (rates; ratio = ours / baseline)', rows)
     write_json(json_path, 'wire', rows, command)

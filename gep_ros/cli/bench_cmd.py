@@ -7,10 +7,16 @@ import sys
 def register(sub):
     bench = sub.add_parser('bench', help='benchmarks against a baseline in the same run')
     cmds = bench.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    wire = cmds.add_parser('wire', help='CDR codecs against rosbags')
+    wire = cmds.add_parser('wire', help='CDR codecs against rosbags and the code the compiled '
+                           'kernels replaced')
     wire.add_argument('--json', type=Path, help='write the rows to this JSON file')
     wire.add_argument('--quick', action='store_true', help='fewer repetitions')
     wire.set_defaults(func=cmd_wire)
+    events = cmds.add_parser('events', help='event representations against the code they '
+                             'replaced')
+    events.add_argument('--json', type=Path, help='write the rows to this JSON file')
+    events.add_argument('--quick', action='store_true', help='fewer repetitions')
+    events.set_defaults(func=cmd_events)
     model = cmds.add_parser('model', help='model step latency per backend, against eager CPU')
     model.add_argument('--json', type=Path, help='write the rows to this JSON file')
     model.add_argument('--quick', action='store_true', help='fewer repetitions')
@@ -27,6 +33,12 @@ def register(sub):
 def cmd_wire(args):
     from ..bench import wire
     wire.run(args.json, quick=args.quick, command=' '.join(['gep'] + sys.argv[1:]))
+    return 0
+
+
+def cmd_events(args):
+    from ..bench import events
+    events.run(args.json, quick=args.quick, command=' '.join(['gep'] + sys.argv[1:]))
     return 0
 
 
