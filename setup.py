@@ -28,7 +28,7 @@ setup(
     # Python dependencies are pinned in requirements.txt (pip) and declared in package.xml
     # (rosdep); setuptools is the only thing colcon needs from here.
     install_requires=['setuptools'],
-    zip_safe=True,
+    zip_safe=False,  # an extension module is not imported from a zip
     maintainer='gep_ros developers',
     maintainer_email='dev@gep-ros.invalid',
     description='Onboard event-camera perception with GEP (Generative Event Pretraining).',

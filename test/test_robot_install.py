@@ -27,8 +27,8 @@ ROSDEP_KEYS = {
     'rclpy', 'rcl_interfaces', 'std_msgs', 'sensor_msgs', 'builtin_interfaces',
     'diagnostic_msgs', 'event_camera_msgs', 'launch', 'launch_ros', 'ros2bag',
     'rosbag2_storage_default_plugins', 'rosbag2_storage_mcap', 'python3-numpy',
-    'python3-opencv', 'python3-yaml', 'ament_flake8', 'python3-pytest', 'rosgraph_msgs',
-    'sensor_msgs_py'}
+    'python3-opencv', 'python3-yaml', 'python3-dev', 'ament_flake8', 'python3-pytest',
+    'rosgraph_msgs', 'sensor_msgs_py'}
 # name: (python, platform, what apt brings that pip must keep). Humble's numpy 1.21.5 is below
 # onnxruntime's floor (pip puts numpy 1.26 into the venv; the test checks it stays 1.x), and
 # its PyYAML 5.4.1 has no wheel for Python 3.10 to resolve against (timm's hub asks >=5.1).
