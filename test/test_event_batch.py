@@ -73,8 +73,9 @@ def test_batch_matches_sequential_on_real_bags(messages, name, cuts):
     assert not any(isinstance(w, WireError) for w in want)
 
 
-def test_batch_decodes_the_real_evt3_bag_in_runs(messages, monkeypatch):
-    # Packet 0 makes the clock valid; every later one is decoded within a run.
+def test_batch_decodes_parsed_evt3_packets_in_runs(messages, monkeypatch):
+    # Packet 0 makes the clock valid; every later one is decoded within a run. (Serialized
+    # packets go through the kernel one call each, parsed EventPackets in runs.)
     runs, decode_run = [], evt3.decode_run
 
     def spy(words, bounds, *args, **kwargs):
@@ -82,9 +83,10 @@ def test_batch_decodes_the_real_evt3_bag_in_runs(messages, monkeypatch):
         return decode_run(words, bounds, *args, **kwargs)
 
     monkeypatch.setattr(evt3, 'decode_run', spy)
-    raws = messages(EVPY_1)
-    EventPacketDecoder().decode_batch(raws)
-    assert sum(runs) == len(raws) - 1 and len(runs) < len(raws) // 10
+    parsed = [decode_event_packet(raw) for raw in messages(EVPY_1)]
+    got = EventPacketDecoder().decode_batch(parsed)
+    assert sum(runs) == len(parsed) - 1 and len(runs) < len(parsed) // 10
+    _assert_same(got, _sequential(EventPacketDecoder(), messages(EVPY_1)))
 
 
 def _packet(words, encoding='evt3', width=640, height=480, seq=0):
@@ -148,9 +150,9 @@ def _faulty(words, fault, where, seq):
                        max_size=6),
        width=st.sampled_from([640, 9, 2048]), height=st.sampled_from([480, 2, 2048]),
        batches=st.lists(st.integers(1, 70), min_size=1, max_size=5),
-       run_words=st.sampled_from([1, 16, 300, event_packet.RUN_WORDS]))
+       run_words=st.sampled_from([1, 16, 300, event_packet.RUN_WORDS]), parsed=st.booleans())
 def test_batch_matches_sequential_on_generated_streams(words, cuts, faults, width, height,
-                                                       batches, run_words):
+                                                       batches, run_words, parsed):
     bounds = [0, *sorted(min(c, len(words)) for c in cuts), len(words)]
     packets = [words[a:b] for a, b in zip(bounds, bounds[1:])]
     raws = [encode_event_packet(Header(i, 'f'), height, width, i, 0, 'evt3',
@@ -160,6 +162,8 @@ def test_batch_matches_sequential_on_generated_streams(words, cuts, faults, widt
         raws.insert(pos % (len(raws) + 1), _faulty(source, fault, where, len(raws)))
     seq, bat = EventPacketDecoder(), EventPacketDecoder()
     want = _sequential(seq, raws)
+    if parsed:  # EventPackets, as decode_batch takes them too: these go in runs
+        raws = [_parsed_or_raw(raw) for raw in raws]
     saved = event_packet.RUN_WORDS
     event_packet.RUN_WORDS = run_words
     try:
@@ -231,6 +235,13 @@ def test_fast_header_path_matches_the_field_reader(messages, data):
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
         else:
             assert a == b, f.name
+
+
+def _parsed_or_raw(raw):
+    try:
+        return decode_event_packet(raw)
+    except WireError:
+        return raw
 
 
 def _or_error(decode, *args):

@@ -25,7 +25,7 @@
 #endif
 
 /* Bumped whenever an argument list or a result tuple changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 2
+#define INTERFACE_VERSION 3
 
 typedef struct {
     int64_t t;
@@ -211,47 +211,59 @@ static Py_ssize_t decode_span(evt3_ctx *c, const uint16_t *words, Py_ssize_t i, 
     event_t *const ev = c->ev;
     const Py_ssize_t ev_cap = c->ev_cap;
     Py_ssize_t ne = c->ne, nt = c->nt;
-    const Py_ssize_t fast_end = c->has_limit ? -1 : end - 8;
+    /* The fast path knows EVT3's clock only (libcaer_cmp's never wraps). */
+    const Py_ssize_t fast_end = c->has_limit || !rollover ? -1 : end - 8;
     int ended = 0;
 
     while (i < end) {
-        if (i <= fast_end && ne < ev_cap) {
+        /* The fast path, as a loop of its own so that its few variables stay in registers;
+         * it leaves at the first word it does not take. */
+        while (i <= fast_end && ne < ev_cap) {
             uint64_t q0, q1;
             memcpy(&q0, words + i, 8);
             memcpy(&q1, words + i + 4, 8);
             /* A leading TIME_HIGH is applied without a branch, then skipped. */
             uint64_t is_high = (q0 & 0xF000u) == ((uint64_t)TIME_HIGH << 12);
             uint64_t keep = -is_high;
-            int64_t high2 = next_high(rollover, high, (int64_t)(q0 & 0xFFFu));
+            int64_t high2 = next_high(1, high, (int64_t)(q0 & 0xFFFu));
             high ^= (high ^ high2) & (int64_t)keep;
             uint64_t q = q0 ^ ((q0 ^ ((q0 >> 16) | (q1 << 48))) & keep);
+            uint64_t x;
             if ((q & 0x0000F000F000F000ull) == ((uint64_t)ADDR_X << 44 | (uint64_t)TIME_LOW << 12)) {
                 /* TIME_LOW, ADDR_Y, ADDR_X */
                 low = (int64_t)(q & 0xFFFu);
-                y = (unsigned)(q >> 16) & 0x7FFu;
-                uint64_t x = (q >> 32) & 0x7FFu;
-                now = time_ns(c, high, low);
-                put_event(&ev[ne], now, x, y, (q >> 43) & 1u);
-                ne += (x < width) & (y < height);
+                q >>= 16;
                 i += 3 + (Py_ssize_t)is_high;
-                continue;
-            }
-            if ((q & 0xF000F000ull) == ((uint64_t)ADDR_X << 28 | (uint64_t)ADDR_Y << 12)) {
+            } else if ((q & 0xF000F000ull) == ((uint64_t)ADDR_X << 28 | (uint64_t)ADDR_Y << 12)) {
                 /* ADDR_Y, ADDR_X */
-                y = (unsigned)q & 0x7FFu;
-                uint64_t x = (q >> 16) & 0x7FFu;
-                now = time_ns(c, high, low);
-                put_event(&ev[ne], now, x, y, (q >> 27) & 1u);
-                ne += (x < width) & (y < height);
                 i += 2 + (Py_ssize_t)is_high;
+            } else {
+                if (is_high) {
+                    now = time_ns(c, high, low);
+                    i += 1;
+                    continue;
+                }
+                /* Four words that carry no CD events (OTHERS, CONTINUED_4, CONTINUED_12, as
+                 * monitoring groups come): lane k of n holds the code of word k; it is 14 or
+                 * 15 where n + 2 reaches 16, and 7 where (n ^ 7) + 15 stays below 16. */
+                uint64_t n = (q0 >> 12) & 0x000F000F000F000Full;
+                uint64_t quiet = ((n + 0x0002000200020002ull)
+                                  | ~((n ^ 0x0007000700070007ull) + 0x000F000F000F000Full))
+                                 & 0x0010001000100010ull;
+                if (quiet != 0x0010001000100010ull)
+                    break;
+                i += 4;
                 continue;
             }
-            if (is_high) {
-                now = time_ns(c, high, low);
-                i += 1;
-                continue;
-            }
+            /* q: ADDR_Y in bits 0-15, ADDR_X in bits 16-31 */
+            y = (unsigned)q & 0x7FFu;
+            x = (q >> 16) & 0x7FFu;
+            now = time_ns(c, high, low);
+            put_event(&ev[ne], now, x, y, (q >> 27) & 1u);
+            ne += (x < width) & (y < height);
         }
+        if (i >= end)
+            break;
         unsigned w = words[i];
         unsigned v = w & 0xFFFu;
         switch (w >> 12) {
@@ -339,26 +351,31 @@ out:
     return i;
 }
 
-/* Set once by setup(): numpy.empty, the record dtypes and the state class. */
-static PyObject *np_empty, *event_dtype, *trigger_dtype, *int64_dtype, *state_type;
+/* Set once by setup(): numpy.empty, the record dtypes, the state class and the state of a
+ * stream not seen yet; and the first element of a stream's key, 'evt3'. */
+static PyObject *np_empty, *event_dtype, *trigger_dtype, *int64_dtype, *state_type, *no_state;
+static PyObject *evt3_name;
 
 PyDoc_STRVAR(setup_doc,
-"setup(empty, event_dtype, trigger_dtype, int64_dtype, state_type)\n\n"
-"Give the kernels numpy.empty, the dtypes of the arrays they allocate and fill, and the\n"
-"tuple subclass of the EVT3 state they return (kernels.py calls this once at import).");
+"setup(empty, event_dtype, trigger_dtype, int64_dtype, state_type, no_state)\n\n"
+"Give the kernels numpy.empty, the dtypes of the arrays they allocate and fill, the tuple\n"
+"subclass of the EVT3 state they return and the state of a new stream (evt3.py calls\n"
+"this once at import).");
 
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 5 || !PyType_Check(args[4])
-        || !PyType_IsSubtype((PyTypeObject *)args[4], &PyTuple_Type)) {
+    if (nargs != 6 || !PyType_Check(args[4])
+        || !PyType_IsSubtype((PyTypeObject *)args[4], &PyTuple_Type)
+        || !PyObject_TypeCheck(args[5], (PyTypeObject *)args[4])) {
         PyErr_SetString(PyExc_TypeError,
-                        "setup(empty, event_dtype, trigger_dtype, int64_dtype, state_type) "
-                        "with a tuple subclass as state_type");
+                        "setup(empty, event_dtype, trigger_dtype, int64_dtype, state_type, "
+                        "no_state) with a tuple subclass as state_type");
         return NULL;
     }
-    PyObject **slots[5] = {&np_empty, &event_dtype, &trigger_dtype, &int64_dtype, &state_type};
-    for (int k = 0; k < 5; k++) {
+    PyObject **slots[6] = {&np_empty, &event_dtype, &trigger_dtype, &int64_dtype, &state_type,
+                           &no_state};
+    for (int k = 0; k < 6; k++) {
         Py_INCREF(args[k]);
         Py_XSETREF(*slots[k], args[k]);
     }
@@ -600,6 +617,219 @@ release_w:
     return result;
 }
 
+/* ---- event_camera_msgs/EventPacket ------------------------------------------------------- */
+
+/* Where the fields of a little-endian EventPacket lie (event_packet.py's fast path). */
+typedef struct {
+    int32_t sec;
+    uint32_t nanosec, height, width;
+    uint64_t seq, time_base;
+    Py_ssize_t id_start, id_len, encoding_offset, encoding_start, encoding_len;
+    int is_bigendian;
+    Py_ssize_t events_offset, events_len;
+} packet_fields;
+
+static inline uint64_t load_u64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/*
+ * The fixed layout of a serialized EventPacket as event_packet.decode_event_packet reads it:
+ * 0 when every length fits and the strings end in NUL, -1 for anything else (big-endian CDR,
+ * overruns, trailing bytes), which the Python field reader then reads and names.
+ */
+static int parse_event_packet(const uint8_t *b, Py_ssize_t size, packet_fields *f)
+{
+    if (size < 16 || b[0] != 0 || b[1] != 1)
+        return -1;
+    f->sec = (int32_t)load_u32(b + 4);
+    f->nanosec = load_u32(b + 8);
+    Py_ssize_t n = load_u32(b + 12);
+    Py_ssize_t pos = 16 + n, id_end = pos;
+    if (n == 0 || pos > size || b[pos - 1] != 0)
+        return -1;
+    f->id_start = 16;
+    f->id_len = n - 1;
+    pos += (4 - pos % 4) % 4;  /* alignment counts from byte 4: the same residue mod 4 */
+    (void)id_end;
+    /* height, width, [4 bytes of padding,] seq, time_base, the encoding's length */
+    Py_ssize_t pad = pos % 8 == 4 ? 0 : 4;
+    f->encoding_offset = pos + 8 + pad + 16;
+    if (f->encoding_offset + 4 > size)
+        return -1;
+    f->height = load_u32(b + pos);
+    f->width = load_u32(b + pos + 4);
+    f->seq = load_u64(b + pos + 8 + pad);
+    f->time_base = load_u64(b + pos + 16 + pad);
+    n = load_u32(b + f->encoding_offset);
+    pos = f->encoding_offset + 4 + n;  /* end of the encoding, where is_bigendian is */
+    if (n == 0 || pos >= size || b[pos - 1] != 0)
+        return -1;
+    f->encoding_start = f->encoding_offset + 4;
+    f->encoding_len = n - 1;
+    f->is_bigendian = b[pos] != 0;
+    pos += 1;
+    pos += (4 - pos % 4) % 4;
+    if (pos + 4 > size)
+        return -1;
+    n = load_u32(b + pos);
+    pos += 4;
+    if (n > size - pos || size - pos - n > 3)
+        return -1;
+    f->events_offset = pos;
+    f->events_len = n;
+    return 0;
+}
+
+/* The two strings of a parsed packet; 0 on success, -1 (no exception) for bad UTF-8. */
+static int packet_strings(const uint8_t *b, const packet_fields *f, PyObject **frame_id,
+                          PyObject **encoding)
+{
+    *frame_id = PyUnicode_DecodeUTF8((const char *)b + f->id_start, f->id_len, "strict");
+    *encoding = *frame_id == NULL ? NULL
+        : PyUnicode_DecodeUTF8((const char *)b + f->encoding_start, f->encoding_len, "strict");
+    if (*encoding == NULL) {
+        Py_XDECREF(*frame_id);
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+            return -2;
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(event_packet_fields_doc,
+"event_packet_fields(data) -> None or (sec, nanosec, frame_id, height, width, seq,\n"
+"    time_base, encoding, is_bigendian, encoding_offset, events_offset, events_len)\n\n"
+"The fields of a serialized little-endian EventPacket (CDR header included) when its\n"
+"layout is plain: every length fits, the strings end in NUL and are UTF-8, at most 3\n"
+"bytes follow the payload. None otherwise: the field reader then reads it and names the\n"
+"problem.");
+
+static PyObject *event_packet_fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "event_packet_fields takes 1 argument");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;  /* not a contiguous buffer: the field reader says what it is */
+    }
+    const uint8_t *b = (const uint8_t *)view.buf;
+    packet_fields f;
+    PyObject *frame_id, *encoding, *result = NULL;
+    int status = parse_event_packet(b, view.len, &f);
+    if (status == 0)
+        status = packet_strings(b, &f, &frame_id, &encoding);
+    if (status == 0)
+        result = Py_BuildValue("(iINIIKKNOnnn)", (int)f.sec, (unsigned int)f.nanosec,
+                               frame_id, (unsigned int)f.height, (unsigned int)f.width,
+                               (unsigned long long)f.seq, (unsigned long long)f.time_base,
+                               encoding, f.is_bigendian ? Py_True : Py_False,
+                               f.encoding_offset, f.events_offset, f.events_len);
+    PyBuffer_Release(&view);
+    if (status == -1)
+        Py_RETURN_NONE;
+    return result;
+}
+
+PyDoc_STRVAR(evt3_message_doc,
+"evt3_message(data, states) -> None or (sec, nanosec, frame_id, height, width, seq,\n"
+"    time_base, events, triggers, first_us, events_len)\n\n"
+"A whole serialized evt3 EventPacket in one call: its fields as event_packet_fields reads\n"
+"them, its words decoded as evt3_decode does from states[('evt3', width, height)] (the\n"
+"state of a new stream when absent), and the new state stored there. None, with states\n"
+"untouched, for anything else: not a plain little-endian layout, another encoding, an odd\n"
+"number of payload bytes, an unsupported word. The Python path then decodes it, and\n"
+"raises what it raises.");
+
+static PyObject *evt3_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "evt3_message(data, states) with a dict of states");
+        return NULL;
+    }
+    if (no_state == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "gep_ros.wire._kernels: setup() was not called");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    const uint8_t *b = (const uint8_t *)view.buf;
+    packet_fields f;
+    PyObject *frame_id = NULL, *encoding = NULL, *key = NULL, *decoded = NULL, *result = NULL;
+    PyObject *payload = NULL, *call_args[8];
+    int status = parse_event_packet(b, view.len, &f);
+    if (status == 0 && (f.encoding_len != 4 || memcmp(b + f.encoding_start, "evt3", 4) != 0
+                        || f.events_len % 2))
+        status = -1;
+    if (status == 0)
+        status = packet_strings(b, &f, &frame_id, &encoding);
+    if (status == -2)
+        goto fail;
+    if (status != 0)
+        goto done;
+    key = Py_BuildValue("(OII)", evt3_name, (unsigned int)f.width, (unsigned int)f.height);
+    payload = PyMemoryView_FromMemory((char *)b + f.events_offset, f.events_len, PyBUF_READ);
+    if (key == NULL || payload == NULL)
+        goto fail;
+    PyObject *state = PyDict_GetItemWithError(args[1], key);  /* borrowed */
+    if (state == NULL && PyErr_Occurred())
+        goto fail;
+    call_args[0] = payload;
+    call_args[1] = state != NULL ? state : no_state;
+    call_args[2] = PyTuple_GET_ITEM(key, 1);
+    call_args[3] = PyTuple_GET_ITEM(key, 2);
+    call_args[4] = Py_None;
+    call_args[5] = Py_True;
+    call_args[6] = NULL;  /* time_offset_us: 0, set below */
+    call_args[7] = Py_None;
+    PyObject *zero = PyLong_FromLong(0);
+    if (zero == NULL)
+        goto fail;
+    call_args[6] = zero;
+    decoded = evt3_decode(NULL, call_args, 8);
+    Py_DECREF(zero);
+    if (decoded == NULL)
+        goto fail;
+    /* (bad, events, triggers, state, start, stop, first_us, marks) */
+    if (PyLong_AsSsize_t(PyTuple_GET_ITEM(decoded, 0)) >= 0)
+        goto done;  /* an unsupported word: the Python path raises its WireError */
+    if (PyDict_SetItem(args[1], key, PyTuple_GET_ITEM(decoded, 3)) < 0)
+        goto fail;
+    result = Py_BuildValue("(iINIIKKOOOn)", (int)f.sec, (unsigned int)f.nanosec, frame_id,
+                           (unsigned int)f.height, (unsigned int)f.width,
+                           (unsigned long long)f.seq, (unsigned long long)f.time_base,
+                           PyTuple_GET_ITEM(decoded, 1), PyTuple_GET_ITEM(decoded, 2),
+                           PyTuple_GET_ITEM(decoded, 6), f.events_len);
+    frame_id = NULL;  /* stolen by N */
+    goto out;
+done:
+    result = Py_None;
+    Py_INCREF(result);
+    goto out;
+fail:
+    result = NULL;
+out:
+    Py_XDECREF(frame_id);
+    Py_XDECREF(encoding);
+    Py_XDECREF(key);
+    Py_XDECREF(decoded);
+    Py_XDECREF(payload);  /* a view of `view`'s memory, released next */
+    PyBuffer_Release(&view);
+    return result;
+}
+
 /* ---- dvs_msgs/EventArray ------------------------------------------------------------------ */
 
 PyDoc_STRVAR(event_array_decode_doc,
@@ -662,6 +892,10 @@ static PyObject *event_array_decode(PyObject *self, PyObject *const *args, Py_ss
 static PyMethodDef methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL, setup_doc},
     {"evt3_decode", (PyCFunction)(void (*)(void))evt3_decode, METH_FASTCALL, evt3_decode_doc},
+    {"event_packet_fields", (PyCFunction)(void (*)(void))event_packet_fields, METH_FASTCALL,
+     event_packet_fields_doc},
+    {"evt3_message", (PyCFunction)(void (*)(void))evt3_message, METH_FASTCALL,
+     evt3_message_doc},
     {"event_array_decode", (PyCFunction)(void (*)(void))event_array_decode, METH_FASTCALL,
      event_array_decode_doc},
     {NULL, NULL, 0, NULL},
@@ -678,6 +912,10 @@ PyMODINIT_FUNC PyInit__kernels(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    if (evt3_name == NULL && (evt3_name = PyUnicode_InternFromString("evt3")) == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddIntConstant(m, "INTERFACE_VERSION", INTERFACE_VERSION) < 0
         || PyModule_AddIntConstant(m, "EVENT_SIZE", (long)sizeof(event_t)) < 0
         || PyModule_AddIntConstant(m, "TRIGGER_SIZE", (long)sizeof(trigger_t)) < 0) {

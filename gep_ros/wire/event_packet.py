@@ -21,7 +21,6 @@ encoding is little-endian by definition.
 
 from dataclasses import dataclass, field
 import operator
-import struct
 from typing import Optional
 
 import numpy as np
@@ -29,6 +28,7 @@ import numpy as np
 from . import evt3, libcaer
 from .cdr import CdrReader, CdrWriter, WireError
 from .events import EVENT_DTYPE, TRIGGER_DTYPE
+from .kernels import kernels
 from .std import Header, read_header, write_header
 
 EVENT_PACKET = 'event_camera_msgs/msg/EventPacket'
@@ -55,60 +55,23 @@ class EventPacket:
     events_offset: int = field(default=0, repr=False, compare=False)
 
 
-# Fixed-layout runs of fields, little-endian CDR: stamp and frame_id length at byte 4; from
-# the 4-aligned end of frame_id height, width, (4 bytes of padding when seq would otherwise
-# not be 8-aligned), seq, time_base and the encoding's length.
-_STAMP_AND_ID = struct.Struct('<iII')
-_GEOMETRY_ALIGNED = struct.Struct('<IIQQI')
-_GEOMETRY_PADDED = struct.Struct('<II4xQQI')
-_U32 = struct.Struct('<I')
-
-
 def decode_event_packet(data):
     """Decode serialized EventPacket bytes (with CDR header); the payload is not copied.
 
-    Little-endian messages take a fast path that checks the bytes are there, then unpacks each
-    fixed-layout run of fields in one struct call; anything it does not accept (big-endian
+    Little-endian messages take a fast path, the compiled `event_packet_fields`, that checks
+    the bytes are there and reads the fixed layout; anything it does not accept (big-endian
     CDR, a length that overruns, a missing NUL, bad UTF-8, trailing bytes) is read again
     field by field by `read_event_packet`, which raises the WireError naming the field.
     """
-    try:
-        buf = memoryview(data).cast('B')
-    except TypeError:
+    fields = kernels.event_packet_fields(data)
+    if fields is None:
         return read_event_packet(data)
-    size = len(buf)
-    if size < 16 or buf[0] != 0 or buf[1] != 1:
-        return read_event_packet(data)
-    sec, nanosec, n = _STAMP_AND_ID.unpack_from(buf, 4)
-    id_end = pos = 16 + n
-    if n == 0 or pos > size or buf[pos - 1] != 0:
-        return read_event_packet(data)
-    pos += -pos % 4  # alignment counts from byte 4: the same residue mod 4
-    geometry = _GEOMETRY_ALIGNED if pos % 8 == 4 else _GEOMETRY_PADDED
-    encoding_offset = pos + geometry.size - 4
-    if encoding_offset + 4 > size:
-        return read_event_packet(data)
-    height, width, seq, time_base, n = geometry.unpack_from(buf, pos)
-    pos = encoding_offset + 4 + n  # end of encoding, where is_bigendian is
-    if n == 0 or pos >= size or buf[pos - 1] != 0:
-        return read_event_packet(data)
-    try:
-        frame_id = str(buf[16:id_end - 1], 'utf-8')
-        encoding = str(buf[encoding_offset + 4:pos - 1], 'utf-8')
-    except UnicodeDecodeError:
-        return read_event_packet(data)
-    is_bigendian = buf[pos] != 0
-    pos += 1
-    pos += -pos % 4
-    if pos + 4 > size:
-        return read_event_packet(data)
-    (n,) = _U32.unpack_from(buf, pos)
-    pos += 4
-    if n > size - pos or size - pos - n > 3:
-        return read_event_packet(data)
-    events = np.frombuffer(buf, np.uint8, n, pos)
+    (sec, nanosec, frame_id, height, width, seq, time_base, encoding, is_bigendian,
+     encoding_offset, events_offset, n) = fields
+    events = np.frombuffer(data, np.uint8, n, events_offset)
     return EventPacket(Header(sec * 1_000_000_000 + nanosec, frame_id), height, width, seq,
-                       time_base, encoding, is_bigendian, events, encoding_offset, pos)
+                       time_base, encoding, is_bigendian, events, encoding_offset,
+                       events_offset)
 
 
 def read_event_packet(data):
@@ -252,10 +215,14 @@ class EventPacketDecoder:
 
     def decode(self, data, until_ns=None, start=0):
         """Decode serialized EventPacket bytes (or an EventPacket) into a DecodedPacket."""
+        whole = until_ns is None and type(start) is int and start == 0
+        if whole and not isinstance(data, EventPacket):
+            out = self._decode_evt3_message(data)  # what a subscription does for each packet
+            if out is not None:
+                return out
         msg = data if isinstance(data, EventPacket) else decode_event_packet(data)
-        if until_ns is None and type(start) is int and start == 0 and msg.encoding == 'evt3' \
-                and not msg.events.size & 1:
-            return self._decode_evt3(msg)  # what a subscription does for every packet
+        if whole and msg.encoding == 'evt3' and not msg.events.size & 1:
+            return self._decode_evt3(msg)
         if until_ns is not None:
             until_ns = operator.index(until_ns)
             if not 0 <= until_ns <= _MASK64:
@@ -283,6 +250,16 @@ class EventPacketDecoder:
         results = []
         run, run_key, run_words = [], None, 0  # the pending run: indices into results
         for data in messages:
+            if not isinstance(data, EventPacket):
+                # Serialized evt3 packets go through the kernel one call each (a parsed
+                # EventPacket skips that), after the pending run: state follows arrival.
+                if run:
+                    self._decode_run(run, results)
+                    run = []
+                out = self._decode_evt3_message(data)
+                if out is not None:
+                    results.append(out)
+                    continue
             try:
                 msg = data if isinstance(data, EventPacket) else decode_event_packet(data)
                 size = _word_size(msg)
@@ -344,6 +321,23 @@ class EventPacketDecoder:
                                        events[ev_at[k]:ev_at[k + 1]],
                                        triggers[tr_at[k]:tr_at[k + 1]], us * evt3.NS_PER_US,
                                        msg.events.size)
+
+    def _decode_evt3_message(self, data):
+        """Decode serialized bytes of a whole evt3 packet in one kernel call; None if not one.
+
+        None (nothing decoded, no state changed) for anything but a plainly laid out
+        little-endian evt3 packet of whole words without unsupported words: the general
+        path decodes those, and raises what it raises.
+        """
+        out = kernels.evt3_message(data, self._states)
+        if out is None:
+            return None
+        sec, nanosec, frame_id, height, width, seq, time_base, events, triggers, first_us, \
+            total = out
+        return DecodedPacket(Header(sec * 1_000_000_000 + nanosec, frame_id), height, width,
+                             seq, time_base, 'evt3', events, triggers,
+                             None if first_us is None else first_us * evt3.NS_PER_US, total,
+                             None, True)
 
     def _decode_evt3(self, msg):
         """`_decode` of a whole evt3 packet (whole words), with nothing else to check."""

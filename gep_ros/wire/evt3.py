@@ -76,7 +76,7 @@ class Evt3State(NamedTuple):
 
 
 # The kernel allocates its outputs with numpy.empty and returns states of this class.
-kernels.setup(np.empty, EVENT_DTYPE, TRIGGER_DTYPE, np.dtype('<i8'), Evt3State)
+kernels.setup(np.empty, EVENT_DTYPE, TRIGGER_DTYPE, np.dtype('<i8'), Evt3State, Evt3State())
 
 
 @dataclass

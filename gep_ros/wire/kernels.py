@@ -12,7 +12,7 @@ import numpy as np
 from .events import EVENT_DTYPE, TRIGGER_DTYPE
 
 # The argument lists and results this Python code expects; _kernels.c carries the same number.
-INTERFACE_VERSION = 2
+INTERFACE_VERSION = 3
 _BUILD = ('build it with the package: `pip install -e .` (or `make setup`) in a checkout, '
           '`colcon build` in a ROS 2 workspace, or `python setup.py build_ext --inplace`; '
           'a C compiler and the Python headers are needed')
