@@ -183,9 +183,8 @@ def _word_size(msg):
     return size
 
 
-# A batch decodes consecutive evt3 packets in runs of at most this many words (unless one
-# packet is longer). Longer runs decode slower per event: their temporaries (some 100 bytes
-# a word) outgrow the caches and are handed back to the OS and faulted in again each call.
+# A batch decodes consecutive parsed evt3 packets in runs of at most this many words (unless
+# one packet is longer), so that a run's arrays stay a few megabytes.
 RUN_WORDS = 1 << 17
 _WORD = np.dtype('<u2')
 _NO_STATE = evt3.Evt3State()
@@ -200,10 +199,11 @@ class EventPacketDecoder:
     again with the same message, a later limit and `start=result.consumed` for the rest.
     A packet that raises WireError leaves the decoder's state untouched.
 
-    `decode_batch(messages)` decodes a list of packets as `decode` would one after the other,
-    but consecutive evt3 packets of one geometry, once the clock is valid, in one vectorised
-    call: small packets (hundreds of events) are otherwise dominated by the fixed cost of
-    the call.
+    `decode_batch(messages)` decodes a list of packets as `decode` would one after the other.
+
+    A serialized evt3 packet, the streaming case, is decoded by one kernel call
+    (`_kernels.evt3_message`: layout, words and the stream's state), the Python around it a
+    few microseconds; anything that call does not take goes the general way.
     """
 
     def __init__(self):
@@ -240,12 +240,13 @@ class EventPacketDecoder:
 
         `messages` is a list of serialized EventPackets (or EventPackets). Returns a list
         with, for each, its DecodedPacket or the WireError that `decode` would have raised;
-        the decoder's state afterwards is the same as well. Consecutive evt3 packets with
-        the same geometry are decoded by one `evt3.decode_run` call once the clock is valid
-        (before that, packet by packet: the first valid time is looked for in each packet
-        on its own); a run in which a packet raises is decoded again packet by packet, so
-        that exactly that packet gets the error. Their event and trigger arrays are then
-        views into the run's arrays. Other encodings are decoded one by one.
+        the decoder's state afterwards is the same as well. Serialized evt3 packets are
+        decoded one kernel call each, as `decode` does. Consecutive parsed evt3 EventPackets
+        with the same geometry are decoded by one `evt3.decode_run` call once the clock is
+        valid (before that, packet by packet: the first valid time is looked for in each
+        packet on its own); a run in which a packet raises is decoded again packet by
+        packet, so that exactly that packet gets the error. Their event and trigger arrays
+        are then views into the run's arrays. Other encodings are decoded one by one.
         """
         results = []
         run, run_key, run_words = [], None, 0  # the pending run: indices into results

@@ -186,7 +186,7 @@ def reference_decode(words, state, width, height, until_ns=None):
     """Decode like `decode_words` (EVT3 only) with one loop step per word; for tests.
 
     A line-by-line port of event_camera_codecs' evt3 decode / decodeUntil, slow and plain,
-    against which the vectorised decoder is checked on generated word streams.
+    against which the kernel and the numpy decoder are checked on generated word streams.
     """
     y, low, high, pol, base, valid = (state.y, state.time_low, state.time_high,
                                       state.polarity, state.base_x, state.valid)
