@@ -132,7 +132,9 @@ def count_thresholds(counts: torch.Tensor, index: torch.Tensor, polarity: torch.
         return histogram_percentile(event_count_histogram(counts, index, polarity), percentile)
     per_event = np.take(counts.numpy(), index.numpy())  # (N,)
     bins = int(per_event.max()) + 1 if per_event.size else 1
-    seen = np.bincount(polarity.numpy() * bins + per_event, minlength=2 * bins)
+    keys = np.multiply(polarity.numpy(), bins, dtype=per_event.dtype)
+    keys += per_event
+    seen = np.bincount(keys, minlength=2 * bins)
     hist = seen.reshape(2, bins) // np.maximum(np.arange(bins), 1)
     return torch.from_numpy(_host_thresholds(hist, percentile))
 
