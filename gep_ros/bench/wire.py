@@ -18,11 +18,14 @@ Rows against the code the compiled kernels replaced, in the same run:
   `EventPacketDecoder.decode` at a time (a live subscription) and `decode_batch` 64 at a
   time, against the numpy decoder (`evt3_numpy`) doing the same, and against faery's Rust
   file decoder (`faery.extension.evt.Decoder`, PyPI `faery`) on the same words written to a
-  Prophesee .raw file, when faery is installed.
+  Prophesee .raw file, when faery is installed. These decoders run round after round, each
+  once a round, and the medians are compared, so that a busy machine slows them alike.
 """
 
 from pathlib import Path
+import statistics
 import tempfile
+import time
 
 import numpy as np
 
@@ -196,6 +199,20 @@ def faery_decode(path, width, height):
     return n
 
 
+def interleaved_medians(fns, repeat, warmup=2):
+    """Median seconds of each of `fns` (a dict), all run once a round for `repeat` rounds."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {key: [] for key in fns}
+    for _ in range(repeat):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 def bench_real_evt3(quick):
     """EVT3 on the real recordings: every packet after the first (which starts the clock)."""
     try:
@@ -204,7 +221,7 @@ def bench_real_evt3(quick):
         faery = None
         print('faery is not installed: the rows against its Rust decoder are left out')
     rows = []
-    repeat = 5 if quick else 15
+    repeat = 5 if quick else 11
     for name in REAL_EVT3:
         raws = real_evt3(name)
         if raws is None:
@@ -231,31 +248,31 @@ def bench_real_evt3(quick):
                 decoder.decode_batch(msgs[a:a + BATCH])
 
         per_packet = n // len(msgs)
-        t_one = median_seconds(ours_one, repeat=repeat, warmup=2)
-        t_batch = median_seconds(ours_batched, repeat=repeat, warmup=2)
-        t_np_one = median_seconds(lambda: numpy_one_at_a_time(state, msgs), repeat=3)
-        t_np_batch = median_seconds(lambda: numpy_batched(state, msgs), repeat=3)
-        label = f'evt3_{name}_{per_packet}_per_packet'
-        rows += [row(f'{label}_one_at_a_time', 'Mev/s', n / t_one / 1e6, n / t_np_one / 1e6,
-                     NUMPY_EVT3),
-                 row(f'{label}_batched', 'Mev/s', n / t_batch / 1e6, n / t_np_batch / 1e6,
-                     NUMPY_EVT3)]
-        if faery is None:
-            continue
+        fns = {'one': ours_one, 'batch': ours_batched,
+               'numpy_one': lambda: numpy_one_at_a_time(state, msgs),
+               'numpy_batch': lambda: numpy_batched(state, msgs)}
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f'{name}.raw'
-            with open(path, 'wb') as f:
-                f.write(f'% evt 3.0\n% format EVT3;height={height};width={width}\n'
-                        f'% geometry {width}x{height}\n% end\n'.encode())
-                for msg in sizes:
-                    f.write(msg.events.tobytes())
-            t_faery = median_seconds(lambda: faery_decode(path, width, height),
-                                     repeat=repeat, warmup=2)
-            n_faery = faery_decode(path, width, height)
-        rows += [row(f'{label}_one_at_a_time_vs_faery', 'Mev/s', n / t_one / 1e6,
-                     n_faery / t_faery / 1e6, FAERY),
-                 row(f'{label}_batched_vs_faery', 'Mev/s', n / t_batch / 1e6,
-                     n_faery / t_faery / 1e6, FAERY)]
+            if faery is not None:
+                with open(path, 'wb') as f:
+                    f.write(f'% evt 3.0\n% format EVT3;height={height};width={width}\n'
+                            f'% geometry {width}x{height}\n% end\n'.encode())
+                    for msg in sizes:
+                        f.write(msg.events.tobytes())
+                fns['faery'] = lambda: faery_decode(path, width, height)
+                n_faery = faery_decode(path, width, height)
+            # Round after round, each decoder once a round: a busy machine slows them alike.
+            t = interleaved_medians(fns, repeat)
+        label = f'evt3_{name}_{per_packet}_per_packet'
+        rows += [row(f'{label}_one_at_a_time', 'Mev/s', n / t['one'] / 1e6,
+                     n / t['numpy_one'] / 1e6, NUMPY_EVT3),
+                 row(f'{label}_batched', 'Mev/s', n / t['batch'] / 1e6,
+                     n / t['numpy_batch'] / 1e6, NUMPY_EVT3)]
+        if faery is not None:
+            rows += [row(f'{label}_one_at_a_time_vs_faery', 'Mev/s', n / t['one'] / 1e6,
+                         n_faery / t['faery'] / 1e6, FAERY),
+                     row(f'{label}_batched_vs_faery', 'Mev/s', n / t['batch'] / 1e6,
+                         n_faery / t['faery'] / 1e6, FAERY)]
     return rows
 
 
