@@ -538,8 +538,10 @@ static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t n
     const int64_t first_us = c.high | c.low;
     c.now = time_ns(&c, c.high, c.low);
 
-    /* ended 0: stop == n; 1: stop is the TIME_LOW that reached the limit; 2: the bad word. */
+    /* ended 0: stop == n; 1: stop is the TIME_LOW that reached the limit; 2: the bad word.
+     * The buffers are held: other Python threads (inference) run meanwhile. */
     Py_ssize_t stop = n;
+    Py_BEGIN_ALLOW_THREADS
     if (has_bounds) {
         for (Py_ssize_t k = 0; k < nbounds; k++) {
             marks[k] = c.ne;
@@ -554,6 +556,7 @@ static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t n
     } else {
         stop = decode_span(&c, words, start, n);
     }
+    Py_END_ALLOW_THREADS
     if (c.ended == 3) {
         PyErr_SetString(PyExc_SystemError, "evt3_decode: more events than evt3_bounds");
         goto release_t;
