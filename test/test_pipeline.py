@@ -10,17 +10,18 @@ import pytest
 import torch
 
 from gep_model.artifact import load_artifact, save_artifact
+from gep_model.events import fit_to_input
 from gep_model.model import GEPModel
 from gep_model.registry import variant_config
 from gep_model.runtime import make_runtime
 from gep_ros.msgtypes import EVENT_ARRAY
-from gep_ros.outputs import intrinsics
+from gep_ros.outputs import colour_table, intrinsics, label_colours, overlay
 from gep_ros.params import make_params, ParamError, resolve_name
-from gep_ros.pipeline import Pipeline
+from gep_ros.pipeline import frame_input, Pipeline
 from gep_ros.wire.dvs import encode_event_array
 from gep_ros.wire.events import make_events
 from gep_ros.wire.image import (decode_camera_info, decode_image, encode_camera_info,
-                                encode_image, IMAGE)
+                                encode_image, IMAGE, image_to_rgb)
 from gep_ros.wire.std import Header
 
 W, H = 168, 126  # sensor; the tiny model runs at the same size
@@ -342,3 +343,32 @@ def test_one_camera_never_batches_or_waits(artifact):
     pipe.close()
     assert batches == [1] * 6
     assert time.perf_counter() - start < 6 * 0.5  # no 500 ms wait for company
+
+
+@pytest.mark.parametrize('encoding', ['mono8', 'mono16', 'rgb8', 'bgr8'])
+def test_frame_input_equals_fitting_the_rgb_frame(encoding):
+    """A grey frame is fitted as one channel: the values of fitting its RGB copy, exactly."""
+    rng = np.random.default_rng(3)
+    dtype, channels = (np.uint16, 1) if encoding == 'mono16' else (np.uint8, 1)
+    if encoding in ('rgb8', 'bgr8'):
+        channels = 3
+    pixels = rng.integers(0, np.iinfo(dtype).max, (H + 7, W - 5, channels)).astype(dtype)
+    image = decode_image(encode_image(Header(0, 'cam'), pixels.squeeze(-1) if channels == 1
+                                      else pixels, encoding))
+    rgb = torch.from_numpy(image_to_rgb(image)).permute(2, 0, 1).float() / 255
+    expected = fit_to_input(rgb, (H, W))
+    got = frame_input(image, (H, W))
+    assert got.shape == (3, H, W) and got.dtype == torch.float32
+    assert torch.equal(got, expected)
+
+
+def test_label_colours_are_the_palette_and_its_last_colour_past_it():
+    rng = np.random.default_rng(4)
+    palette = rng.integers(0, 256, (5, 3)).astype(np.uint8)
+    labels = rng.integers(0, 256, (H, W)).astype(np.uint8)
+    expected = palette[np.minimum(labels, len(palette) - 1)]
+    assert np.array_equal(label_colours(labels, palette), expected)
+    assert np.array_equal(label_colours(labels, colour_table(palette)), expected)
+    frame = rng.integers(0, 256, (H, W, 3)).astype(np.uint8)
+    blended = overlay(labels, colour_table(palette), frame).astype(int)
+    assert np.abs(blended - (expected.astype(int) + frame) / 2).max() <= 1
