@@ -15,7 +15,7 @@ setup: $(STAMP)
 # editable install maps the packages it saw at install time) or the C source of the compiled
 # kernels change (the editable install builds them in place).
 $(STAMP): requirements.txt requirements-dev.txt setup.py $(wildcard */__init__.py) \
-		$(wildcard gep_ros/*/*.c)
+		$(wildcard gep_ros/*/*.c gep_model/*/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .

@@ -10,15 +10,19 @@ PACKAGE = 'gep_ros'
 # The compiled decode kernels: plain C against Python's buffer protocol (no numpy headers, so
 # one build serves numpy 1.x and 2.x), built by every install path (pip, pip -e, colcon).
 # gep_ros.wire refuses to import without them (gep_ros/wire/kernels.py).
-KERNELS = Extension('gep_ros.wire._kernels', sources=['gep_ros/wire/_kernels.c'],
-                    extra_compile_args=['-O3', '-std=c99'] if os.name == 'posix' else [])
+# gep_model.events has its own (the polarity image's passes, gep_model/events/kernels.py).
+C_FLAGS = ['-O3', '-std=c99'] if os.name == 'posix' else []
+KERNELS = [Extension('gep_ros.wire._kernels', sources=['gep_ros/wire/_kernels.c'],
+                     extra_compile_args=C_FLAGS),
+           Extension('gep_model.events._kernels', sources=['gep_model/events/_kernels.c'],
+                     extra_compile_args=C_FLAGS)]
 
 setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(include=['gep_ros', 'gep_ros.*', 'gep_model', 'gep_model.*',
                                     'training', 'training.*']),
-    ext_modules=[KERNELS],
+    ext_modules=KERNELS,
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         (os.path.join('share', PACKAGE), ['package.xml']),

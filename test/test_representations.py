@@ -552,21 +552,49 @@ def test_voxel_sums_do_not_depend_on_threads():
 
 @pytest.mark.parametrize('device', DEVICES)
 def test_count_thresholds_on_the_host_and_on_the_device_agree(device):
-    # On a CPU the polarity image's percentile runs in numpy; the torch code (CUDA's path)
-    # must give the same bits, and both what nonzero_percentile gives on the images.
+    # In CPU memory the polarity image's counts and percentile come from the compiled passes
+    # and numpy (host_counts); the torch code (other devices' path) must give the same bits,
+    # and both what nonzero_percentile gives on the images.
     from gep_model.events.histogram import count_index, polarity_index
-    from gep_model.events.polarity_rgb import (count_thresholds, event_count_histogram,
-                                               histogram_percentile)
+    from gep_model.events.polarity_rgb import count_thresholds, host_counts
     for seed in range(8):
-        events = window_events(random_events(seed, n=[3, 50, 400, 3000][seed % 4],
-                                             hot=seed % 2 == 1), T0, T1, HEIGHT, WIDTH,
-                               device=device)
+        raw = random_events(seed, n=[3, 50, 400, 3000][seed % 4], hot=seed % 2 == 1)
+        events = window_events(raw, T0, T1, HEIGHT, WIDTH, device=device)
+        on_host = window_events(raw, T0, T1, HEIGHT, WIDTH)
         index = polarity_index(events)
         counts = count_index(index, 2 * HEIGHT * WIDTH)
         for pct in (0.0, 12.5, 50.0, 90.0, 99.0, 100.0):
-            host = count_thresholds(counts.cpu(), index.cpu(), events.p.cpu(), pct)
-            torch_path = histogram_percentile(event_count_histogram(counts, index, events.p),
-                                              pct).cpu()
+            host_counted, bins, host = host_counts(on_host, pct)
+            assert torch.equal(host_counted, counts.cpu())
+            assert bins == int(counts.max()) + 1
+            torch_path = count_thresholds(counts, index, events.p, pct).cpu()
             images = nonzero_percentile(counts.view(2, -1), pct).cpu()
             assert torch.equal(_bits(host), _bits(torch_path)), (seed, pct)
             assert torch.equal(_bits(host), _bits(images)), (seed, pct)
+
+
+@pytest.mark.parametrize('order', ['rgb', 'bgr'])
+def test_polarity_image_compiled_and_torch_paths_give_the_same_bits(order):
+    rep = make_representation('polarity_rgb', percentile=90.0, channel_order=order)
+    for seed in range(6):
+        raw = random_events(seed, n=[3, 4, 70, 5000, 20_000, 900][seed], hot=seed % 2 == 0)
+        events = window_events(raw[:0] if seed == 0 else raw, T0, T1, HEIGHT, WIDTH)
+        torch_path = rep.render_torch(events)
+        if order == 'bgr':
+            torch_path = torch_path.flip(0)
+        assert torch.equal(_bits(rep.render(events, T0, T1)), _bits(torch_path)), seed
+
+
+def test_polarity_kernels_refuse_what_would_overrun():
+    from gep_model.events.kernels import kernels
+    counts = np.zeros(2 * 6, np.int32)
+    counts[3] = 5
+    image = np.empty(3 * 6, np.float32)
+    with pytest.raises(ValueError, match='at or above bins'):
+        kernels.draw_polarity(counts, 6, 5, 2.0, 1.0, image)
+    with pytest.raises(ValueError, match='mismatched'):
+        kernels.draw_polarity(counts, 7, 6, 2.0, 1.0, image)
+    x, y = np.array([1, 20], np.int64), np.array([0, 0], np.int64)
+    p = np.zeros(2, np.uint8)
+    with pytest.raises(ValueError, match='outside the counts'):
+        kernels.polarity_counts(x, y, p, 3, 6, counts, np.empty(2, np.int32))

@@ -17,11 +17,13 @@ uint8 when saving PNGs, which this leaves to the caller. The percentile follows 
 (linear) method step by step in float32, as numpy does on the authors' float32 counts, so the
 image matches theirs to the bit.
 
-How, in about a millisecond for 30k events at 346x260 on one CPU core, on any device: the
-counts by index_add_ into int32, the histogram of the nonzero counts from the events' own
-counts (`event_count_histogram`, no pass over the images and no sort), the two values around
-the percentile from its running sum (`histogram_percentile`), then the image in a few float32
-operations without masks (`draw_polarity`).
+How, without sorting and without passes over whole images but the one that draws: the
+counts into int32, the histogram of the nonzero counts from the events' own counts (no pass
+over the images), the two values around the percentile from its running sum
+(`histogram_percentile`), then the image. In CPU memory three compiled passes do it
+(`gep_model.events._kernels`: counts, histogram, image; the percentile in numpy); on other
+devices torch operations (`render_torch`: index_add_, bincount, float32 arithmetic without
+masks in `draw_polarity`), which give the same bits.
 
 Other GEP preprocessing scripts use other percentiles (99 in ``utils.py``'s default, N-ImageNet
 and MVSEC, 95 for DDD17), and the DSEC script writes the RGB array with ``cv2.imwrite`` (which
@@ -37,6 +39,7 @@ import torch
 
 from gep_model.events.base import register_representation, Representation
 from gep_model.events.histogram import count_index, polarity_index
+from gep_model.events.kernels import kernels
 from gep_model.events.tensors import EventTensors, Time
 
 CHANNEL_ORDERS = ('rgb', 'bgr')
@@ -124,19 +127,33 @@ def count_thresholds(counts: torch.Tensor, index: torch.Tensor, polarity: torch.
                      percentile: float) -> torch.Tensor:
     """Return the percentile of the nonzero counts of the OFF and ON images, (2,) float32.
 
-    `event_count_histogram` then `histogram_percentile` on the counts' device. On a CPU the
-    same arithmetic runs in numpy on the same memory (`_host_thresholds`): a few dozen torch
-    operations on arrays of a few elements cost more there than all the rest.
+    `event_count_histogram` then `histogram_percentile`, on the counts' device: the path of
+    tensors off the CPU (`host_counts` is the CPU's, with the same results).
     """
-    if counts.device.type != 'cpu':
-        return histogram_percentile(event_count_histogram(counts, index, polarity), percentile)
-    per_event = np.take(counts.numpy(), index.numpy())  # (N,)
-    bins = int(per_event.max()) + 1 if per_event.size else 1
-    keys = np.multiply(polarity.numpy(), bins, dtype=per_event.dtype)
-    keys += per_event
-    seen = np.bincount(keys, minlength=2 * bins)
+    return histogram_percentile(event_count_histogram(counts, index, polarity), percentile)
+
+
+def host_counts(events: EventTensors, percentile: float):
+    """Count events in CPU memory and find the thresholds, by the compiled kernels.
+
+    Returns (counts, bins, thresholds): (2 * H * W,) int32 counts per (polarity, pixel), as
+    `count_index(polarity_index(events))`; one more than the largest count; the (2,) float32
+    thresholds of `count_thresholds`. A pass over the events counts (and finds the largest
+    count), a second histograms the events' own counts, and the percentile's few steps run
+    in numpy (`_host_thresholds`), where a few dozen torch operations on arrays of a few
+    elements would cost more than the passes.
+    """
+    plane = events.height * events.width
+    x = np.ascontiguousarray(events.x.numpy(), np.int64)
+    y = np.ascontiguousarray(events.y.numpy(), np.int64)
+    p = np.ascontiguousarray(events.p.numpy()).view(np.uint8)
+    counts = np.empty(2 * plane, np.int32)
+    index = np.empty(x.size, np.int32)
+    bins = kernels.polarity_counts(x, y, p, events.width, plane, counts, index) + 1
+    seen = np.zeros(2 * bins, np.int64)
+    kernels.count_histogram(index, p, counts, bins, seen)
     hist = seen.reshape(2, bins) // np.maximum(np.arange(bins), 1)
-    return torch.from_numpy(_host_thresholds(hist, percentile))
+    return torch.from_numpy(counts), bins, torch.from_numpy(_host_thresholds(hist, percentile))
 
 
 def _host_thresholds(hist: np.ndarray, percentile: float) -> np.ndarray:
@@ -216,6 +233,18 @@ class PolarityRGB(Representation):
 
     def render(self, events: EventTensors, t0: Time, t1: Time) -> torch.Tensor:
         height, width = events.height, events.width
+        if events.x.device.type == 'cpu':
+            counts, bins, threshold = host_counts(events, self.percentile)
+            image = torch.empty((3, height, width), dtype=torch.float32)
+            kernels.draw_polarity(counts.numpy(), height * width, bins, float(threshold[0]),
+                                  float(threshold[1]), image.numpy())
+        else:
+            image = self.render_torch(events)
+        return image.flip(0) if self.channel_order == 'bgr' else image
+
+    def render_torch(self, events: EventTensors) -> torch.Tensor:
+        """Draw the (R, G, B) image by torch operations on the events' device (off the CPU)."""
+        height, width = events.height, events.width
         index = polarity_index(events)  # (N,) into the OFF then ON count images
         counts = count_index(index, 2 * height * width)  # (2 * H * W,) int32
         threshold = count_thresholds(counts, index, events.p, self.percentile)  # (2,) OFF, ON
@@ -224,5 +253,4 @@ class PolarityRGB(Representation):
         image = torch.empty((3, height * width), dtype=torch.float32, device=counts.device)
         intensity = image[0::2]  # (2, H * W) rows R and B: OFF and ON, normalised
         torch.minimum(counts.view(2, -1), safe, out=intensity).div_(safe)  # int32 -> float32
-        image = draw_polarity(image).view(3, height, width)  # R, G, B
-        return image.flip(0) if self.channel_order == 'bgr' else image
+        return draw_polarity(image).view(3, height, width)  # R, G, B

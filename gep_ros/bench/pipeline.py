@@ -1,10 +1,12 @@
 """`gep bench pipeline`: latency at the sensor's pace, and the event rate windowing sustains.
 
-Two parts, both on the CPU:
+Two parts:
 - Latency. A synthetic camera (346x260, 1 Mev/s of random events in 1 ms EventArray packets,
   mono8 frames at 20 Hz) is fed to the `Pipeline` at its real pace, as the node's
   subscriptions would deliver it (dropping the oldest window when the queue is full), for
-  gep_tiny and gep_small at their default input size. Rows: p50 and p95 of `end_to_end`
+  gep_tiny and gep_small at their default input size, set up as the node sets it up: its
+  default parameters, the backend `auto` picks (onnxruntime on a CPU) and the thread budget
+  of `threads: 0` (all cores but one for the model). Rows: p50 and p95 of `end_to_end`
   (frame arrival to outputs published) against the model step alone (`Runtime.infer` of
   one window with its frame, batch 1) measured in the same run; ratio = pipeline / step,
   the cost of waiting for events, batching, queueing, rendering and encoding. Per-stage
@@ -121,7 +123,7 @@ def bench_latency(variant, seconds, quick, folder):
     from gep_model.artifact import load_artifact, save_artifact
     from gep_model.model import GEPModel
     from gep_model.registry import variant_config
-    from gep_model.runtime import make_runtime
+    from gep_model.runtime import choose_backend, cpu_threads, make_runtime
     import torch
 
     from ..pipeline import Pipeline
@@ -129,9 +131,12 @@ def bench_latency(variant, seconds, quick, folder):
     model = GEPModel(variant_config(variant))
     artifact = load_artifact(save_artifact(model, f'{folder}/{variant}'))
     size = tuple(artifact.model.config.input_size)
-    params = make_params({'cam0.events_topic': '/cam0/events',
-                          'cam0.image_topic': '/cam0/image', 'backend': 'cpu'})
-    runtime = make_runtime(artifact, 'cpu', params['max_batch'])
+    # The node's set-up: its default parameters, its backend choice and thread budget.
+    params = make_params({'cam0.events_topic': '/cam0/events', 'cam0.image_topic': '/cam0/image'})
+    backend = choose_backend(params['backend'])
+    threads = cpu_threads(params['threads'])
+    runtime = make_runtime(artifact, backend, params['max_batch'], params['precision'],
+                           folder, threads=threads)
     step = step_latency(runtime, size, 5 if quick else 15)
     runtime.infer(torch.rand(params['max_batch'], 3, *size),
                   torch.rand(params['max_batch'], 3, *size),
@@ -152,7 +157,8 @@ def bench_latency(variant, seconds, quick, folder):
     for q in ('p50', 'p95'):
         r = row(f'e2e_{variant}_346x260_20hz_{q}', 'ms', lat['end_to_end'][q], base[q],
                 'model step alone (Runtime.infer, 1 window + frame)')
-        r.update(variant=variant, input_size=list(size), seconds=seconds, frames=frames,
+        r.update(variant=variant, backend=backend, threads=threads, input_size=list(size),
+                 seconds=seconds, frames=frames,
                  windows=snap['windows'], published=lat['end_to_end']['count'],
                  dropped=snap['dropped'], feed_late_max_s=late,
                  stages={s: {k: lat[s][k] for k in ('p50', 'p95', 'max', 'count')}
@@ -239,7 +245,8 @@ def run(json_path=None, quick=False, variants=('gep_tiny', 'gep_small'), command
         for variant in variants:
             print(f'  {variant}: {seconds:g} s of camera at its real pace ...', flush=True)
             latency += bench_latency(variant, seconds, quick, tmp)
-    print_table('pipeline end-to-end latency, CPU (ms; ratio = pipeline / model step)',
+    print_table(f'pipeline end-to-end latency, {latency[0]["backend"] if latency else ""} '
+                '(ms; ratio = pipeline / model step)',
                 latency)
     print_stages(latency)
     print_table('decode + window, WindowCutter (Mev/s; ratio = ours / rosbags)', rates)

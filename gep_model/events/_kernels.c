@@ -1,0 +1,262 @@
+/*
+ * Compiled kernels of gep_model.events for tensors in CPU memory: GEP's polarity image in
+ * three passes (the counts, the histogram of the counts, the image) instead of a dozen torch
+ * operations, each a pass over the events or the pixels with its own dispatch.
+ *
+ * Plain C99 against Python's C API and its buffer protocol only (no numpy or torch headers):
+ * the Python side (polarity_rgb.py) passes the tensors' memory as numpy views, checks shapes
+ * and types, and keeps the arithmetic that is not a pass (the percentile from the histogram)
+ * in numpy, so that the two paths, this one and torch's on other devices, share it.
+ * The image values are those of polarity_rgb.draw_polarity, bit for bit (the tests compare).
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+
+/* Bumped whenever an argument list or a result changes; kernels.py refuses another. */
+#define INTERFACE_VERSION 1
+
+typedef struct {
+    Py_buffer view;
+    int held;
+} buffer_arg;
+
+static int get_buffer(PyObject *obj, buffer_arg *arg, int writable, Py_ssize_t itemsize,
+                      const char *name)
+{
+    if (PyObject_GetBuffer(obj, &arg->view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s buffer", name,
+                     writable ? " writable" : "");
+        return -1;
+    }
+    arg->held = 1;
+    if (arg->view.len % itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes are not whole %zd-byte items", name,
+                     arg->view.len, itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+static void release(buffer_arg *args, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (args[k].held)
+            PyBuffer_Release(&args[k].view);
+}
+
+PyDoc_STRVAR(polarity_counts_doc,
+"polarity_counts(x, y, p, width, plane, counts, index) -> max_count\n\n"
+"Count events per (polarity, pixel): x and y int64, p uint8 (0 OFF, 1 ON), all N long and\n"
+"on the sensor; counts an int32 buffer of 2 * plane (plane = height * width), zeroed here.\n"
+"Event i counts at p * plane + y * width + x, which is also written to `index` (int32, N).\n"
+"Returns the largest count.");
+
+static PyObject *polarity_counts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "polarity_counts(x, y, p, width, plane, counts, index)");
+        return NULL;
+    }
+    buffer_arg b[5];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    long long width = PyLong_AsLongLong(args[3]), plane = PyLong_AsLongLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (get_buffer(args[0], &b[0], 0, 8, "x") < 0 || get_buffer(args[1], &b[1], 0, 8, "y") < 0
+        || get_buffer(args[2], &b[2], 0, 1, "p") < 0
+        || get_buffer(args[5], &b[3], 1, 4, "counts") < 0
+        || get_buffer(args[6], &b[4], 1, 4, "index") < 0)
+        goto done;
+    const Py_ssize_t n = b[0].view.len / 8;
+    if (b[1].view.len / 8 != n || b[2].view.len != n || b[4].view.len / 4 != n
+        || b[3].view.len / 4 != 2 * plane || plane > INT32_MAX / 2 || width < 1) {
+        PyErr_SetString(PyExc_ValueError, "polarity_counts: mismatched lengths");
+        goto done;
+    }
+    const int64_t *x = (const int64_t *)b[0].view.buf, *y = (const int64_t *)b[1].view.buf;
+    const uint8_t *p = (const uint8_t *)b[2].view.buf;
+    int32_t *counts = (int32_t *)b[3].view.buf, *index = (int32_t *)b[4].view.buf;
+    int32_t most = 0;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    memset(counts, 0, (size_t)(2 * plane) * sizeof *counts);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t at = (int64_t)(p[i] != 0) * plane + y[i] * width + x[i];
+        if (at < 0 || at >= 2 * plane) {
+            bad = 1;
+            break;
+        }
+        const int32_t c = ++counts[at];
+        most = c > most ? c : most;
+        index[i] = (int32_t)at;
+    }
+    Py_END_ALLOW_THREADS
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "polarity_counts: an event lies outside the counts");
+    else
+        result = PyLong_FromLong((long)most);
+done:
+    release(b, 5);
+    return result;
+}
+
+PyDoc_STRVAR(count_histogram_doc,
+"count_histogram(index, p, counts, bins, seen)\n\n"
+"seen (int64, 2 * bins, zeroed by the caller): for each event i, seen[p * bins + k] += 1\n"
+"where k = counts[index[i]]. A pixel that counted k events is seen k times, so seen / k is\n"
+"the number of pixels of each polarity that counted k (polarity_rgb.event_count_histogram).");
+
+static PyObject *count_histogram(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "count_histogram(index, p, counts, bins, seen)");
+        return NULL;
+    }
+    buffer_arg b[4];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    long long bins = PyLong_AsLongLong(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (get_buffer(args[0], &b[0], 0, 4, "index") < 0 || get_buffer(args[1], &b[1], 0, 1, "p") < 0
+        || get_buffer(args[2], &b[2], 0, 4, "counts") < 0
+        || get_buffer(args[4], &b[3], 1, 8, "seen") < 0)
+        goto done;
+    const Py_ssize_t n = b[0].view.len / 4, size = b[2].view.len / 4;
+    if (b[1].view.len != n || b[3].view.len / 8 != 2 * bins) {
+        PyErr_SetString(PyExc_ValueError, "count_histogram: mismatched lengths");
+        goto done;
+    }
+    const int32_t *index = (const int32_t *)b[0].view.buf, *counts = (const int32_t *)b[2].view.buf;
+    const uint8_t *p = (const uint8_t *)b[1].view.buf;
+    int64_t *seen = (int64_t *)b[3].view.buf;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int32_t at = index[i];
+        if (at < 0 || at >= size || counts[at] < 0 || counts[at] >= bins) {
+            bad = 1;
+            break;
+        }
+        seen[(p[i] != 0) * bins + counts[at]] += 1;
+    }
+    Py_END_ALLOW_THREADS
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "count_histogram: an index or a count out of range");
+    else
+        result = Py_NewRef(Py_None);
+done:
+    release(b, 4);
+    return result;
+}
+
+PyDoc_STRVAR(draw_polarity_doc,
+"draw_polarity(counts, plane, bins, off_threshold, on_threshold, image)\n\n"
+"GEP's polarity image from the int32 counts (OFF plane, then ON; each below bins) into image\n"
+"(float32, 3 * plane, rows R, G, B): each count clipped at its polarity's threshold and\n"
+"divided by it (a threshold of 0, no events, divides by 1), then the dominant polarity drawn\n"
+"on white as polarity_rgb.draw_polarity draws it: ON (ties too) paints (1, 1 - on, 1 - on),\n"
+"OFF paints (1 - off, 1 - off, 1).");
+
+static PyObject *draw_polarity(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "draw_polarity(counts, plane, bins, off_threshold, on_threshold, image)");
+        return NULL;
+    }
+    buffer_arg b[2];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    float *table = NULL;
+    long long plane = PyLong_AsLongLong(args[1]), bins = PyLong_AsLongLong(args[2]);
+    double off_t = PyFloat_AsDouble(args[3]), on_t = PyFloat_AsDouble(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (get_buffer(args[0], &b[0], 0, 4, "counts") < 0
+        || get_buffer(args[5], &b[1], 1, 4, "image") < 0)
+        goto done;
+    if (b[0].view.len / 4 != 2 * plane || b[1].view.len / 4 != 3 * plane || bins < 1) {
+        PyErr_SetString(PyExc_ValueError, "draw_polarity: mismatched lengths");
+        goto done;
+    }
+    /* The normalised intensity of every count value, per polarity: min(c, s) / s in float32
+     * as torch computes it, looked up instead of divided per pixel. */
+    table = PyMem_Malloc((size_t)(2 * bins) * sizeof *table);
+    if (table == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const int32_t *off_counts = (const int32_t *)b[0].view.buf, *on_counts = off_counts + plane;
+    float *red = (float *)b[1].view.buf, *green = red + plane, *blue = green + plane;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const float scale[2] = {(float)off_t > 0.0f ? (float)off_t : 1.0f,
+                            (float)on_t > 0.0f ? (float)on_t : 1.0f};
+    for (int row = 0; row < 2; row++)
+        for (long long k = 0; k < bins; k++) {
+            const float c = (float)k, s = scale[row];
+            table[row * bins + k] = (c < s ? c : s) / s;
+        }
+    const float *off_table = table, *on_table = table + bins;
+    const uint32_t last = (uint32_t)(bins - 1);
+    /* Without branches (which polarity wins is the data's coin toss): w is 1.0 where OFF
+     * wins, and 1 - ink * w, 1 - ink * (1 - w) are exactly 1 - ink or 1. A count past the
+     * table (not from polarity_counts) is clamped and reported. */
+    for (Py_ssize_t k = 0; k < plane; k++) {
+        uint32_t off_c = (uint32_t)off_counts[k], on_c = (uint32_t)on_counts[k];
+        bad |= (off_c > last) | (on_c > last);
+        off_c = off_c < last ? off_c : last;
+        on_c = on_c < last ? on_c : last;
+        const float off = off_table[off_c], on = on_table[on_c];
+        const float w = (float)(off > on);
+        const float ink = off > on ? off : on;
+        red[k] = 1.0f - ink * w;
+        green[k] = 1.0f - ink;
+        blue[k] = 1.0f - ink * (1.0f - w);
+    }
+    Py_END_ALLOW_THREADS
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "draw_polarity: a count at or above bins");
+    else
+        result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(table);
+    release(b, 2);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"polarity_counts", (PyCFunction)(void (*)(void))polarity_counts, METH_FASTCALL,
+     polarity_counts_doc},
+    {"count_histogram", (PyCFunction)(void (*)(void))count_histogram, METH_FASTCALL,
+     count_histogram_doc},
+    {"draw_polarity", (PyCFunction)(void (*)(void))draw_polarity, METH_FASTCALL,
+     draw_polarity_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "gep_model.events._kernels",
+    "Compiled passes of gep_model.events on CPU memory (see _kernels.c).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "INTERFACE_VERSION", INTERFACE_VERSION) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
