@@ -44,12 +44,13 @@ def machine():
 
 def print_table(title, rows):
     print(f'\n{title}')
-    header = f'{"benchmark":<34} {"unit":<9} {"ours":>12} {"baseline":>12} {"ratio":>9}'
+    width = max([34] + [len(r['name']) for r in rows])
+    header = f'{"benchmark":<{width}} {"unit":<9} {"ours":>12} {"baseline":>12} {"ratio":>9}'
     print(header)
     print('-' * len(header))
     for r in rows:
-        ratio = f'{r["ratio"]:.1f}x' if r['ratio'] else '-'
-        print(f'{r["name"]:<34} {r["unit"]:<9} {r["ours"]:>12.3f} {r["baseline"]:>12.3f} '
+        ratio = f'{r["ratio"]:.2f}x' if r['ratio'] else '-'
+        print(f'{r["name"]:<{width}} {r["unit"]:<9} {r["ours"]:>12.3f} {r["baseline"]:>12.3f} '
               f'{ratio:>9}')
     print(f'(baseline: {", ".join(sorted({r["baseline_name"] for r in rows}))})')
 
