@@ -19,6 +19,7 @@ it.
 """
 
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import threading
 import time
@@ -78,6 +79,10 @@ class Pipeline:
         self.closed = False
         self.stopping = False  # set by close(drop=True): publish nothing more
         self.error = None
+        # Frames are converted and fitted on a thread of their own while the worker renders
+        # the events: both are torch and numpy work that lets go of the GIL, and the core
+        # the model leaves to decoding is mostly idle.
+        self.frame_pool = ThreadPoolExecutor(1, thread_name_prefix='gep-frames')
         self.worker = threading.Thread(target=self._work, name='gep-inference', daemon=True)
         self.worker.start()
 
@@ -120,6 +125,7 @@ class Pipeline:
             self._enqueue(job)
 
     def _enqueue(self, job):
+        job.queued = time.perf_counter()
         with self.ready:
             if self.block_when_full:
                 while len(self.queue) >= self.values['queue_size'] and not self.closed:
@@ -187,16 +193,16 @@ class Pipeline:
 
     def _infer(self, jobs):
         t = time.perf_counter()
-        reps, frames, has_image = [], [], []
+        reps = []
+        frames = [self.frame_pool.submit(frame_input, job.image, self.input_size)
+                  if job.image is not None else None for job in jobs]
         for job in jobs:
+            self.stats.time('queued', (t - job.queued) * 1e3)
             rep = self.representation(job.events, job.t0, job.t1, *job.sensor)
             reps.append(fit_to_input(rep, self.input_size))
-            if job.image is not None:
-                frames.append(frame_input(job.image, self.input_size))
-                has_image.append(True)
-            else:
-                frames.append(torch.zeros(3, *self.input_size))
-                has_image.append(False)
+        has_image = [frame is not None for frame in frames]
+        frames = [torch.zeros(3, *self.input_size) if frame is None else frame.result()
+                  for frame in frames]
         t_rep = time.perf_counter()
         outs = self.runtime.infer(torch.stack(reps), torch.stack(frames),
                                   torch.tensor(has_image), streams=[j.camera for j in jobs])
@@ -259,6 +265,7 @@ class Pipeline:
             self.closed = True
             self.ready.notify_all()
         self.worker.join(timeout=5)
+        self.frame_pool.shutdown(wait=False)
 
     def snapshot(self):
         """Statistics as a JSON-ready dict (see PipelineStats), with drops of the buffers."""

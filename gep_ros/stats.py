@@ -5,7 +5,8 @@ import threading
 
 import numpy as np
 
-STAGES = ('decode', 'representation', 'inference', 'encode', 'end_to_end')
+# decode: a message's bytes to arrays; queued: a window's wait for the inference worker.
+STAGES = ('decode', 'queued', 'representation', 'inference', 'encode', 'end_to_end')
 
 
 class LatencyLog:

@@ -39,6 +39,7 @@ class Window:
     sensor: tuple  # (height, width) of the event sensor
     image: object = None  # decoded sensor_msgs/Image, or None
     fed: float = 0.0  # perf_counter() when the frame (or completing events) arrived
+    queued: float = 0.0  # perf_counter() when it entered the inference queue
 
 
 def _ignore(*_):

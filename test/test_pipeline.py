@@ -18,6 +18,7 @@ from gep_ros.msgtypes import EVENT_ARRAY
 from gep_ros.outputs import colour_table, intrinsics, label_colours, overlay
 from gep_ros.params import make_params, ParamError, resolve_name
 from gep_ros.pipeline import frame_input, Pipeline
+from gep_ros.stats import STAGES
 from gep_ros.wire.dvs import encode_event_array
 from gep_ros.wire.events import make_events
 from gep_ros.wire.image import (decode_camera_info, decode_image, encode_camera_info,
@@ -106,7 +107,7 @@ def test_every_frame_gets_every_output_with_its_header(artifact):
     assert color.encoding == 'rgb8' and color.array.shape == (H, W, 3)
     snap = pipe.snapshot()
     assert snap['windows'] == 6 and not snap['dropped'] and not snap['rejected']
-    for stage in ('decode', 'representation', 'inference', 'encode', 'end_to_end'):
+    for stage in STAGES:
         assert snap['latency_ms'][stage]['count'] > 0
 
 

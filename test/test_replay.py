@@ -14,6 +14,7 @@ from gep_ros.bag import BagReader, BagWriter
 from gep_ros.cli.main import main
 from gep_ros.evaluation import decode_ground_truth, GroundTruthMatch
 from gep_ros.msgtypes import EVENT_ARRAY
+from gep_ros.stats import STAGES
 from gep_ros.wire.cdr import WireError
 from gep_ros.wire.dvs import decode_event_array, encode_event_array
 from gep_ros.wire.events import make_events
@@ -108,7 +109,7 @@ def test_report_counts_latency_and_metrics(synth_run):
     assert report['backend'] == choose_backend('auto')  # the config's default, auto
     assert report['weights']['variant'] == 'gep_tiny'
     assert len(report['weights']['digest']) == 64
-    for stage in ('decode', 'representation', 'inference', 'encode', 'end_to_end'):
+    for stage in STAGES:
         assert report['latency_ms'][stage]['p50'] > 0
         assert report['latency_ms'][stage]['p95'] >= report['latency_ms'][stage]['p50']
     assert report['windows_per_s'] > 0

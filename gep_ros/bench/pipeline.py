@@ -30,6 +30,7 @@ import numpy as np
 from .common import median_seconds, print_table, row, write_json
 from ..msgtypes import EVENT_ARRAY, EVENT_PACKET, typestore
 from ..params import make_params
+from ..stats import STAGES
 from ..windows import WindowCutter
 from ..wire.dvs import encode_event_array
 from ..wire.event_packet import encode_event_packet
@@ -41,7 +42,6 @@ from ..wire.std import Header
 
 T0 = 1_700_000_000 * 10**9
 MS = 1_000_000
-STAGES = ('decode', 'representation', 'inference', 'encode', 'end_to_end')
 FRAME_HZ = 20.0
 
 
