@@ -83,7 +83,7 @@ def test_gradients_reach_every_trainable_parameter():
 
 
 def test_streaming_with_the_cache_equals_the_full_forward():
-    model = tiny()
+    model = tiny(input_size=(56, 84))
     b, t = 2, 5
     size = model.config.input_size
     events, images = torch.randn(b, t, 3, *size), torch.randn(b, t, 3, *size)
@@ -98,7 +98,7 @@ def test_streaming_with_the_cache_equals_the_full_forward():
 
 
 def test_full_context_rebases_on_the_latest_windows():
-    model = tiny()
+    model = tiny(input_size=(56, 84))
     w = model.config.temporal.max_windows
     keep = w // 2
     size = model.config.input_size
