@@ -7,7 +7,8 @@ windows: ending at each frame's stamp (image mode) or at a fixed rate on the eve
 (rate mode). Windows go through a bounded queue to one worker
 thread, which batches them (one window per camera, up to `max_batch` cameras, waiting at
 most `max_wait_ms` for the other cameras), renders
-their event representation, runs the model runtime and publishes depth, labels, a colour
+their event representation (and, on a second thread meanwhile, fits their frames when the
+model takes frames), runs the model runtime and publishes depth, labels, a colour
 overlay and optionally a point cloud through `publish(topic, cdr_bytes)`, each output
 carrying the header of the input it answers.
 
@@ -54,6 +55,9 @@ class Pipeline:
         meta = runtime.artifact.meta
         self.representation = representation_of(meta)
         self.input_size = tuple(runtime.model.config.input_size)
+        # An event-only model (GEP's downstream default) has no frame encoder: frames then
+        # only set the outputs' size and colour the overlay, and are not prepared as input.
+        self.frames_in = getattr(runtime.model, 'image_encoder', None) is not None
         self.palette = colour_table(meta['palette'])
         self.enabled = {name for name in OUTPUTS if self.values[f'outputs.{name}']}
         self.cameras = {c.name: WindowCutter(c, self.values, clock, self.stats.count,
@@ -195,7 +199,7 @@ class Pipeline:
         t = time.perf_counter()
         reps = []
         frames = [self.frame_pool.submit(frame_input, job.image, self.input_size)
-                  if job.image is not None else None for job in jobs]
+                  if job.image is not None and self.frames_in else None for job in jobs]
         for job in jobs:
             self.stats.time('queued', (t - job.queued) * 1e3)
             rep = self.representation(job.events, job.t0, job.t1, *job.sensor)

@@ -373,3 +373,29 @@ def test_label_colours_are_the_palette_and_its_last_colour_past_it():
     frame = rng.integers(0, 256, (H, W, 3)).astype(np.uint8)
     blended = overlay(labels, colour_table(palette), frame).astype(int)
     assert np.abs(blended - (expected.astype(int) + frame) / 2).max() <= 1
+
+
+def test_an_event_only_model_gets_no_frames_and_still_answers_each(tmp_path, monkeypatch):
+    from gep_model.config import TemporalConfig
+    torch.manual_seed(0)
+    tiny = variant_config('gep_tiny', input_size=(H, W))
+    config = variant_config('gep_tiny', input_size=(H, W), temporal=TemporalConfig(
+        **{**tiny.temporal.__dict__, 'image_tokens': False}))
+    event_only = load_artifact(save_artifact(GEPModel(config), tmp_path / 'event_only'))
+    frames, infer_images = [], []
+    monkeypatch.setattr('gep_ros.pipeline.frame_input',
+                        lambda *args: frames.append(args) or torch.zeros(3, H, W))
+    pipe, out = make_pipeline(event_only)
+    infer = pipe.runtime.infer
+
+    def recording(events, images, has_image, **kwargs):
+        infer_images.append(bool(has_image.any()))
+        return infer(events, images, has_image, **kwargs)
+    pipe.runtime.infer = recording
+    play(pipe, T0, frames=3)
+    assert pipe.flush(timeout=60)
+    pipe.close()
+    assert not frames and infer_images == [False] * 3
+    colour = decode_image(out.by_topic['/cam0/segmentation/color'][0])
+    assert colour.array.shape == (H, W, 3)  # the overlay still has its frame
+    assert sorted(out.stamps('/cam0/depth/image')) == [T0 + (i + 1) * 50 * MS for i in range(3)]
