@@ -252,19 +252,25 @@ def run_events(rows, device, sensors, repeat):
 def training_world(tmp, variant, size, quick=False):
     """Synthetic bags and a random teacher, as test/test_training_stages.py builds them.
 
-    Two bags of 1 s; in quick mode one of 0.6 s (12 windows of 50 ms, enough for the
-    generative stage's sequences of 3).
+    Two bags of 1 s; in quick mode one of 0.4 s (8 windows of 50 ms, enough for the
+    generative stage's sequences of 3) of a 112x84 scene simulated in 2 ms steps.
     """
     from safetensors.torch import save_file
 
     from gep_model.model import GEPModel
     from gep_model.registry import variant_config
     from training.synthetic.bag import write_synth_bag
+    from training.synthetic.esim import SensorConfig
+    from training.synthetic.layout import SceneConfig
     root = Path(tmp) / 'train'
     bags = [root / 'a'] if quick else [root / 'a', root / 'b']
     for seed, bag in enumerate(bags, 1):
         if not bag.exists():
-            write_synth_bag(bag, seconds=0.6 if quick else 1.0, seed=seed)
+            if quick:
+                write_synth_bag(bag, seconds=0.4, seed=seed, sensor=SensorConfig(step_us=2000),
+                                config=SceneConfig(width=112, height=84))
+            else:
+                write_synth_bag(bag, seconds=1.0, seed=seed)
     teacher = root / f'teacher_{variant}_{size[0]}x{size[1]}.safetensors'
     if not teacher.exists():
         torch.manual_seed(0)
@@ -488,7 +494,7 @@ def check(rows, dev, quick, variants, sensors, batches, precisions, parts, train
         if 'train' in parts:
             with part('train'):
                 run_train(rows, dev, tmp, variants, input_size or SENSORS[sensors[0]],
-                          max(2, max(batches)), train_amp, max(3, repeat // 2), quick)
+                          max(2, max(batches)), train_amp, 2 if quick else 10, quick)
         if 'ddp' in parts:
             with part('ddp'):
                 if device != 'cpu':
