@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 OUT ?= out
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup test lint demo bench clean experiment
+.PHONY: setup test lint demo bench gpu-check clean experiment
 
 setup: $(STAMP)
 
@@ -47,6 +47,12 @@ bench: setup
 	$(GEP) bench events --json $(OUT)/bench/events.json
 	$(GEP) bench model --json $(OUT)/bench/model.json
 	$(GEP) bench pipeline --json $(OUT)/bench/pipeline.json
+
+# The prepared GPU check (a few minutes; its time budgets end it within about 7): the cuda
+# backend per precision, representations on the device, a training step per stage under
+# autocast, a torchrun NCCL smoke, TensorRT where torch_tensorrt imports.
+gpu-check: setup
+	$(GEP) bench gpu --json $(OUT)/bench/gpu.json
 
 # The small pretraining experiment (about 10 minutes on 2 idle CPU cores, at most 20): GEP vs
 # scratch vs stage 1 alone on synthetic bags; writes experiments/results/small.{json,md}.

@@ -28,6 +28,26 @@ def register(sub):
     pipeline.add_argument('--quick', action='store_true', help='shorter streams')
     pipeline.add_argument('--variants', nargs='+', default=['gep_tiny', 'gep_small'])
     pipeline.set_defaults(func=cmd_pipeline)
+    gpu = cmds.add_parser('gpu', help='the prepared GPU check: the cuda backend per precision, '
+                          'representations on the device, a training step per stage, a '
+                          'torchrun NCCL smoke, TensorRT where it imports')
+    gpu.add_argument('--json', type=Path, help='write the rows to this JSON file')
+    gpu.add_argument('--quick', action='store_true',
+                     help="fewer repetitions and a fifth of each part's time budget")
+    gpu.add_argument('--device', default='cuda',
+                     help='cuda (default) or cpu, to check the plumbing without a GPU')
+    gpu.add_argument('--variants', nargs='+', default=['gep_tiny', 'gep_small'])
+    gpu.add_argument('--sensors', nargs='+', default=['346x260', '640x480'],
+                     help='sensor input sizes (346x260, 640x480); training uses the first')
+    gpu.add_argument('--batches', nargs='+', type=int, default=[1, 4, 8])
+    gpu.add_argument('--precisions', nargs='+', default=['fp32', 'fp16', 'bf16'])
+    gpu.add_argument('--parts', nargs='+',
+                     default=['runtime', 'events', 'train', 'ddp', 'tensorrt'])
+    gpu.add_argument('--train-amp', default='bf16',
+                     help='autocast dtype of the training steps on the GPU: bf16, fp16, none')
+    gpu.add_argument('--input-size', nargs=2, type=int, metavar=('H', 'W'),
+                     help="model input size in place of the sensors' (a quick plumbing check)")
+    gpu.set_defaults(func=cmd_gpu)
 
 
 def cmd_wire(args):
@@ -53,4 +73,17 @@ def cmd_pipeline(args):
     from ..bench import pipeline
     pipeline.run(args.json, quick=args.quick, variants=args.variants,
                  command=' '.join(['gep'] + sys.argv[1:]))
+    return 0
+
+
+def cmd_gpu(args):
+    from . import UsageError
+    from ..bench import gpu
+    try:
+        gpu.run(args.json, device=args.device, quick=args.quick, variants=args.variants,
+                sensors=args.sensors, batches=args.batches, precisions=args.precisions,
+                parts=args.parts, train_amp=args.train_amp, input_size=args.input_size,
+                command=' '.join(['gep'] + sys.argv[1:]))
+    except gpu.GpuCheckError as exc:
+        raise UsageError(str(exc)) from None
     return 0
