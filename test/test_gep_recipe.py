@@ -18,7 +18,7 @@ from gep_model.nn.temporal import EVENT, IMAGE, interleave_windows, spatiotempor
 from gep_model.registry import variant_config
 from training.data.augment import augment_params, paired_augment
 from training.data.bag_windows import centred_bounds
-from training.data.dsec import frame_to_event_homography, warp_frame
+from training.data.dsec import DsecSequence, frame_to_event_homography, warp_frame
 from training.engine.distributed import DistInfo
 from training.engine.trainer import LoopConfig, Trainer
 from training.stages.align import AlignStage
@@ -26,6 +26,7 @@ from training.stages.common import ConfigError, freeze
 from training.stages.generative import GenerativeObjective, GenerativeStage, token_scheme
 
 CONFIGS = Path(__file__).resolve().parent.parent / 'training' / 'configs'
+MS = 1_000_000
 GEP_IMAGE, GEP_EVENT = 1, 2  # the authors' modality ids (dataset.py:1425-1431)
 
 
@@ -212,3 +213,25 @@ def test_trainer_clips_the_norm_then_each_value(tmp_path, monkeypatch):
     loop = LoopConfig(steps=1, batch_size=4, grad_clip=1.0, grad_clip_value=0.5, ckpt_every=1)
     Trainer(ToyStage(), loop, tmp_path, DistInfo(), progress=False).train()
     assert calls == [('norm', 1.0), ('value', 0.5)]
+
+
+def test_dsec_reader_warps_frames_and_centres_windows(tmp_path):
+    from test_training_data import write_dsec
+    root = tmp_path / 'seq'
+    write_dsec(root)
+    # The RGB camera's principal point one pixel right of the event camera's: the frame
+    # moves one pixel left on the event grid, its last column comes from outside (zeros).
+    (root / 'calibration').mkdir()
+    cal = calibration(np.eye(3), k_event=(100.0, 100.0, 4.0, 3.0),
+                      k_image=(100.0, 100.0, 5.0, 3.0))
+    (root / 'calibration' / 'cam_to_cam.yaml').write_text(yaml.safe_dump(cal))
+    sequence = DsecSequence(root)
+    assert sequence.identity()['warp']
+    mid = list(sequence.samples({'anchor': 'centre'}))[1]
+    assert (mid['stamp_ns'], mid['t0'], mid['t1']) == (1_100 * MS, 1_075 * MS, 1_125 * MS)
+    k = np.array([16, 17, 18, 19, 20, 21, 22, 24, 25])  # (75, 125] ms; x 7 -> 8 is off
+    assert np.array_equal(mid['events']['t'], 1_000 * MS + 5 * MS * k)
+    assert np.array_equal(mid['frame'][:, :7], np.broadcast_to([11, 2, 3], (6, 7, 3)))
+    assert (mid['frame'][:, 7] == 0).all()
+    with pytest.raises(ValueError, match='nothing.yaml .DSEC calibration.'):
+        DsecSequence(root, calibration=root / 'nothing.yaml', warp=True)
