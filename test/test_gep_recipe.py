@@ -19,6 +19,7 @@ from gep_model.registry import variant_config
 from training.data.augment import augment_params, paired_augment
 from training.data.bag_windows import centred_bounds
 from training.data.dsec import DsecSequence, frame_to_event_homography, warp_frame
+from training.data.mvsec import MvsecSequence
 from training.engine.distributed import DistInfo
 from training.engine.trainer import LoopConfig, Trainer
 from training.stages.align import AlignStage
@@ -235,3 +236,17 @@ def test_dsec_reader_warps_frames_and_centres_windows(tmp_path):
     assert (mid['frame'][:, 7] == 0).all()
     with pytest.raises(ValueError, match='nothing.yaml .DSEC calibration.'):
         DsecSequence(root, calibration=root / 'nothing.yaml', warp=True)
+
+
+def test_mvsec_reader_centres_windows(tmp_path):
+    from test_training_data import write_mvsec
+    write_mvsec(tmp_path)
+    seq = MvsecSequence(tmp_path / 'seq_data.hdf5', tmp_path / 'seq_gt.hdf5')
+    first, second = seq.samples({'anchor': 'centre'})  # depth at 10.1, 10.2, 10.29 s
+    assert (first['stamp_ns'], first['t0'], first['t1']) == (10_100 * MS, 10_050 * MS,
+                                                             10_150 * MS)
+    assert np.array_equal(first['events']['t'], 10_000 * MS + 5 * MS * np.arange(11, 31))
+    assert (second['t0'], second['t1']) == (10_150 * MS, 10_245 * MS)
+    assert np.array_equal(second['events']['t'], 10_000 * MS + 5 * MS * np.arange(31, 50))
+    with pytest.raises(ValueError, match='window.anchor'):
+        seq.samples({'anchor': 'middle'}).__next__()
