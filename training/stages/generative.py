@@ -20,6 +20,7 @@ clipped at 1.0 and then each element at 0.5 (`loop.grad_clip`, `loop.grad_clip_v
 """
 
 import hashlib
+import os
 from pathlib import Path
 
 import torch
@@ -82,7 +83,7 @@ class TokenCache:
         if not path.exists():
             data = self._compute(gep, dataset, device, batch, scheme)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix('.tmp')
+            tmp = path.with_suffix(f'.{os.getpid()}.tmp')  # ranks may write at once
             torch.save(data, tmp)
             tmp.replace(path)
         data = torch.load(path, weights_only=True, mmap=True)
