@@ -154,3 +154,16 @@ def test_next_stage_inherits_the_input_statistics(runs, tmp_path):
     assert gep.encoder.mean.flatten().tolist() == pytest.approx([0.9, 0.8, 0.9])
     assert config['model']['encoder']['std'] == [0.2, 0.3, 0.2]  # carried on to the export
     assert gep.image_encoder.mean.flatten().tolist() == pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_generative_runs_gep_patch_scheme_and_finetune_must_match(runs, world, capsys):
+    gen = world / 'gen_patches'
+    assert main(args(world, 'generative', gen, f'init={runs[0]}', 'loop.steps=2',
+                     'loop.batch_size=2', 'data.sequence_length=3', 'tokens.scheme=patches',
+                     f'model={{input_size: {SIZE}, temporal: {{pool_grid: null}}}}')) == 0
+    ckpt = load_checkpoint(gen / 'last.pt')
+    assert ckpt['step'] == 2 and ckpt['config']['tokens'] == {'scheme': 'patches'}
+    assert main(args(world, 'finetune', world / 'ft_mismatch', f'init={gen}',
+                     'loop.steps=1')) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'slot_embed' in err[0] and 'pool_grid' in err[0]

@@ -67,8 +67,10 @@ def build_model(config):
     state = {k[len('gep.'):]: v for k, v in ckpt['model'].items() if k.startswith('gep.')}
     mine = model.state_dict()
     usable = {k: v for k, v in state.items() if k in mine and v.shape == mine[k].shape}
-    for key, value in state.items():  # a pretrained temporal backbone must load whole
-        if key.startswith('temporal.') and key in mine and key not in usable:
+    # A trained temporal backbone (stage 2 on) must load whole; stage 1 leaves it random.
+    trained = (ckpt.get('config') or {}).get('stage') != 'align'
+    for key, value in state.items():
+        if trained and key.startswith('temporal.') and key in mine and key not in usable:
             raise ConfigError(f'init: {path} has {key} of shape {tuple(value.shape)}, this model '
                               f'{tuple(mine[key].shape)}; set model.temporal (pool_grid, '
                               'max_windows, ...) as the run it comes from')
