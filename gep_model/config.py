@@ -21,6 +21,13 @@ class EncoderConfig:
     reg_tokens: int = 4
     in_chans: int = 3  # representation channels; other than 3 adds a 1x1 input adapter
     feature_blocks: Tuple[int, ...] = (2, 5, 8, 11)  # multi-level features for the heads
+    # Input normalisation (per channel) of the event representation and of the frames; None:
+    # ImageNet's for 3 channels, none for others. GEP uses per-data-set statistics
+    # (`gep train stats`), stored here so that the robot normalises as training did.
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+    frame_mean: Optional[Tuple[float, ...]] = None
+    frame_std: Optional[Tuple[float, ...]] = None
 
 
 @dataclass

@@ -29,7 +29,8 @@ class GEPModel(nn.Module):
         enc, tcfg, hcfg = config.encoder, config.temporal, config.heads
         self.encoder = ViTEncoder(enc, config.input_size)
         # Frames are encoded by a ViT of the same (teacher) architecture, on RGB.
-        self.image_encoder = (ViTEncoder(replace(enc, in_chans=3), config.input_size)
+        self.image_encoder = (ViTEncoder(replace(enc, in_chans=3, mean=enc.frame_mean,
+                                                 std=enc.frame_std), config.input_size)
                               if tcfg.image_tokens else None)
         pool = grid_pooling_matrix(config.grid, tcfg.pool_grid)  # (K, N)
         self.register_buffer('pool', pool, persistent=False)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from safetensors.torch import save_file
 import torch
+import yaml
 
 from gep_model.artifact import load_artifact
 from gep_model.model import GEPModel
@@ -17,6 +18,9 @@ from gep_model.registry import variant_config
 from gep_model.runtime import make_runtime
 from gep_ros.cli.main import main
 from training.engine.checkpoint import load_checkpoint
+from training.run import load_config
+from training.stages.common import build_model
+from training.stages.data import datasets
 from training.synthetic.bag import write_synth_bag
 
 SIZE = [126, 168]
@@ -122,3 +126,44 @@ def test_bad_configs_are_one_line_errors(world, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith('gep: error: ') for line in err)
     assert 'no such weights file' in err[0] and 'loop.stepz' in err[1]
+
+
+def test_stats_command_writes_the_data_statistics(world, tmp_path, capsys):
+    out = tmp_path / 'align_stats.yaml'
+    assert main(['train', 'stats', '--config', 'training/configs/align_tiny_cpu.yaml',
+                 f'data.sources=[{world / "a"}, {world / "b"}]', f'data.cache={world / "cache"}',
+                 f'model={{input_size: {SIZE}}}', '--write', str(out)]) == 0
+    encoder = yaml.safe_load(out.read_text())['model']['encoder']
+    config = load_config(out)
+    train_set = datasets(config, sequence_length=1)[0]
+    events = torch.stack([train_set[i]['events'][0] for i in range(len(train_set))]).double()
+    images = torch.stack([train_set[i]['images'][0] for i in range(len(train_set))]).double()
+    np.testing.assert_allclose(encoder['mean'], events.mean(dim=(0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(encoder['frame_std'], images.std(dim=(0, 2, 3), correction=0),
+                               rtol=1e-5)
+    assert 'frame_mean' in capsys.readouterr().out
+
+
+def test_next_stage_inherits_the_input_statistics(runs, tmp_path):
+    ckpt = load_checkpoint(runs[0] / 'last.pt')
+    ckpt['config']['model_config']['encoder'].update(mean=[0.9, 0.8, 0.9], std=[0.2, 0.3, 0.2])
+    torch.save(ckpt, tmp_path / 'align.pt')
+    config = {'variant': 'gep_tiny', 'init': str(tmp_path / 'align.pt'),
+              'model': {'input_size': SIZE}}
+    gep = build_model(config)
+    assert gep.encoder.mean.flatten().tolist() == pytest.approx([0.9, 0.8, 0.9])
+    assert config['model']['encoder']['std'] == [0.2, 0.3, 0.2]  # carried on to the export
+    assert gep.image_encoder.mean.flatten().tolist() == pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_generative_runs_gep_patch_scheme_and_finetune_must_match(runs, world, capsys):
+    gen = world / 'gen_patches'
+    assert main(args(world, 'generative', gen, f'init={runs[0]}', 'loop.steps=2',
+                     'loop.batch_size=2', 'data.sequence_length=3', 'tokens.scheme=patches',
+                     f'model={{input_size: {SIZE}, temporal: {{pool_grid: null}}}}')) == 0
+    ckpt = load_checkpoint(gen / 'last.pt')
+    assert ckpt['step'] == 2 and ckpt['config']['tokens'] == {'scheme': 'patches'}
+    assert main(args(world, 'finetune', world / 'ft_mismatch', f'init={gen}',
+                     'loop.steps=1')) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'slot_embed' in err[0] and 'pool_grid' in err[0]

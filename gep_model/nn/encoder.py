@@ -39,10 +39,16 @@ class ViTEncoder(nn.Module):
         self.adapter = nn.Conv2d(cfg.in_chans, 3, 1) if cfg.in_chans != 3 else nn.Identity()
         # RGB-like inputs in [0, 1] (frames, GEP's event image) get the ImageNet statistics the
         # DINOv2 teacher was trained with; other representations meet a learned adapter.
+        # Statistics given in the config (GEP's per-data-set ones) replace these.
         rgb = cfg.in_chans == 3
-        self.register_buffer('mean', torch.tensor(IMAGENET_MEAN if rgb else (0.0,) * 3)
+        mean = cfg.mean if cfg.mean is not None else IMAGENET_MEAN if rgb else (0.0,) * 3
+        std = cfg.std if cfg.std is not None else IMAGENET_STD if rgb else (1.0,) * 3
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f'encoder mean {tuple(mean)} / std {tuple(std)}: need 3 values '
+                             'each (the ViT input), std > 0')
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32)
                              .view(1, 3, 1, 1), persistent=False)
-        self.register_buffer('std', torch.tensor(IMAGENET_STD if rgb else (1.0,) * 3)
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float32)
                              .view(1, 3, 1, 1), persistent=False)
         self.vit = build_vit(cfg, input_size)
         self.num_prefix_tokens = self.vit.num_prefix_tokens

@@ -19,6 +19,76 @@ from torch import nn
 import torch.nn.functional as F
 
 EVENT, IMAGE = 0, 1
+AGGREGATE_GROUP = 8  # GEP's images_per_group (gpt.py:113-118)
+
+
+def interleave_windows(event_tokens, image_tokens=None, has_image=None):
+    """Order per-window token sets as GEP's stage 2 does: events, then the frame, per window.
+
+    event_tokens, image_tokens: (B, T, N, D) (image_tokens None: events only); has_image:
+    (B, T) bool or None (all frames present). Returns (chunks (B, C, N, D), modality (B, C)
+    long, window (B, C) long, valid (B, C) bool), C = T or 2 T: one chunk per window and
+    modality, a missing frame's chunk marked invalid (GEP's SequenceDataset, dataset.py:
+    1301-1307, always has both).
+    """
+    b, t = event_tokens.shape[:2]
+    device = event_tokens.device
+    window = torch.arange(t, device=device)[None].expand(b, -1)
+    if image_tokens is None:
+        return (event_tokens, torch.full((b, t), EVENT, dtype=torch.long, device=device),
+                window, torch.ones(b, t, dtype=torch.bool, device=device))
+    if has_image is None:
+        has_image = torch.ones(b, t, dtype=torch.bool, device=device)
+    chunks = torch.stack((event_tokens, image_tokens), dim=2).flatten(1, 2)  # (B, 2T, N, D)
+    modality = torch.tensor([EVENT, IMAGE], device=device).repeat(t)[None].expand(b, -1)
+    valid = torch.stack((torch.ones_like(has_image, dtype=torch.bool), has_image.bool()),
+                        dim=2).flatten(1, 2)
+    return chunks, modality, window.repeat_interleave(2, dim=1), valid
+
+
+def spatiotemporal_aggregate(chunks, modality, window, valid, group=AGGREGATE_GROUP):
+    """Reduce window chunks as GEP's stage 2 does (utils.spatiotemporal_aggregate, :69-209).
+
+    chunks: (B, C, N, D), the sequence cut into C chunks of one window's N patch tokens
+    each (`interleave_windows`); modality, window (B, C) long; valid (B, C) bool. Chunks go
+    in groups of `group` consecutive ones (the last group padded with invalid chunks); each
+    group becomes N temporal means (patch n averaged over the group's valid chunks) followed
+    by `group` spatial means (each chunk's mean over its N patches).
+
+    Returns (tokens (B, L, D), modality, window, slot (B, L) long, valid (B, L) bool),
+    L = G (N + group), G = ceil(C / group). A temporal mean takes the majority modality of
+    its group's valid chunks, ties going to the image (GEP's argmax over its ids, image 1
+    before event 2), the group's first window and slot n; a spatial mean keeps its chunk's
+    modality and window and takes slot N, the window-mean slot of `GEPModel.step_layout`
+    with all patches (pool_grid None). Outputs without a valid input stay in place, marked
+    invalid, where GEP's code drops them and pads the end: positions here come from the
+    window and slot, not from the index in the sequence.
+    """
+    b, c, n, d = chunks.shape
+    groups = -(-c // group)
+    pad = groups * group - c
+    if pad:
+        chunks = torch.cat((chunks, chunks.new_zeros(b, pad, n, d)), dim=1)
+        modality = torch.cat((modality, modality.new_full((b, pad), EVENT)), dim=1)
+        window = torch.cat((window, window[:, -1:].expand(-1, pad)), dim=1)
+        valid = torch.cat((valid, valid.new_zeros(b, pad)), dim=1)
+    chunks = chunks.view(b, groups, group, n, d)
+    modality, window, valid = (x.view(b, groups, group) for x in (modality, window, valid))
+    weight = valid.to(chunks.dtype)  # (B, G, g)
+    count = weight.sum(dim=2)  # (B, G)
+    temporal = (chunks * weight[..., None, None]).sum(dim=2) / count.clamp_min(1)[..., None, None]
+    spatial = chunks.mean(dim=3) * weight[..., None]  # (B, G, g, D)
+    images = (valid & (modality == IMAGE)).sum(dim=2)
+    events = (valid & (modality == EVENT)).sum(dim=2)
+    majority = torch.where(images >= events, IMAGE, EVENT)  # (B, G)
+    tokens = torch.cat((temporal, spatial), dim=2).flatten(1, 2)  # (B, G (N + g), D)
+    out_modality = torch.cat((majority[..., None].expand(-1, -1, n), modality), dim=2)
+    out_window = torch.cat((window[..., :1].expand(-1, -1, n), window), dim=2)
+    slot = torch.cat((torch.arange(n, device=chunks.device).expand(b, groups, n),
+                      torch.full((b, groups, group), n, device=chunks.device)), dim=2)
+    out_valid = torch.cat(((count > 0)[..., None].expand(-1, -1, n), valid), dim=2)
+    return (tokens, out_modality.flatten(1), out_window.flatten(1), slot.flatten(1),
+            out_valid.flatten(1))
 
 
 def swiglu_hidden(dim, ratio, multiple_of=256):

@@ -21,6 +21,18 @@ def register(sub):
                            help='override config entries by dotted path')
         stage.add_argument('--no-progress', action='store_true', help='no progress bar')
         stage.set_defaults(func=cmd_stage, stage=name)
+    stats = cmds.add_parser('stats', help="the data's input statistics for the encoders",
+                            description='Compute the per-channel mean and std of the event '
+                            'representation and of the frames over the training windows of a '
+                            "config's data (GEP normalises with its data set's own), and "
+                            'print them as model.encoder settings.')
+    stats.add_argument('--config', type=Path, required=True, help='stage config (YAML)')
+    stats.add_argument('overrides', nargs='*', metavar='key=value',
+                       help='override config entries by dotted path')
+    stats.add_argument('--write', type=Path, metavar='YAML',
+                       help='write the config with the statistics in it here (comments are '
+                       'not kept)')
+    stats.set_defaults(func=cmd_stats)
     export = cmds.add_parser('export', help='write the deployed artifact from a checkpoint')
     export.add_argument('checkpoint', type=Path, help='run folder or .pt checkpoint')
     export.add_argument('--out', type=Path, required=True, help='artifact folder')
@@ -39,6 +51,28 @@ def cmd_stage(args):
     if shown:
         print('validation: ' + ', '.join(shown))
     print(f'{args.stage}: checkpoint {args.out / "last.pt"}')
+    return 0
+
+
+def cmd_stats(args):
+    import yaml
+
+    from training.data.stats import input_stats
+    from training.run import load_config, TrainError
+    from training.stages.common import ConfigError
+    from training.stages.data import datasets
+    try:
+        config = load_config(args.config, args.overrides)
+        stats = input_stats(datasets(config, sequence_length=1)[0])
+    except (TrainError, ConfigError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    model = dict(config.get('model') or {})
+    model['encoder'] = {**(model.get('encoder') or {}), **stats}
+    config['model'] = model
+    print(yaml.safe_dump({'model': {'encoder': stats}}, default_flow_style=None), end='')
+    if args.write:
+        args.write.write_text(yaml.safe_dump(config, sort_keys=False, default_flow_style=None))
+        print(f'wrote {args.write}')
     return 0
 
 

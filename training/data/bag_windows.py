@@ -36,8 +36,9 @@ from gep_ros.wire.image import decode_image, image_to_rgb
 
 log = logging.getLogger('training.data')
 MS = 1_000_000
-WINDOW_DEFAULTS = {'duration_ms': 50.0, 'events': 0}
-WINDOW_KEYS = ('duration_ms', 'events', 'max_lag_ms')
+WINDOW_DEFAULTS = {'duration_ms': 50.0, 'events': 0, 'anchor': 'end'}
+WINDOW_KEYS = ('duration_ms', 'events', 'max_lag_ms', 'anchor')
+ANCHORS = ('end', 'centre')
 # Offline nothing may be dropped: a buffer that never overflows or ages out a window still
 # to be cut, and a frame queue that never fills. keep_ms only bounds memory on long bags.
 OFFLINE = {'buffer.max_events': 1 << 40, 'buffer.keep_ms': 10_000.0, 'queue_size': 1 << 30}
@@ -49,7 +50,11 @@ def window_params(window=None):
     """Return the window dict with defaults filled in; ValueError for unknown keys.
 
     duration_ms: window length; events: if > 0, a window is the last N events instead;
-    max_lag_ms (bags only): how long a frame waits for its events, as in the pipeline.
+    max_lag_ms (bags only): how long a frame waits for its events, as in the pipeline;
+    anchor: 'end', the window ends at the frame's stamp (what the robot's node cuts), or
+    'centre', from the midpoint with the previous frame to the midpoint with the next one
+    (GEP's pairing, pre_dse.py:197-202; data sets read whole: DSEC, MVSEC), duration and
+    events then unused.
     """
     window = dict(window or {})
     unknown = sorted(set(window) - set(WINDOW_KEYS))
@@ -60,7 +65,25 @@ def window_params(window=None):
     out['events'] = int(out['events'])
     if out['duration_ms'] <= 0 or out['events'] < 0:
         raise ValueError(f'window: need duration_ms > 0 and events >= 0, got {out}')
+    if out['anchor'] not in ANCHORS:
+        raise ValueError(f'window.anchor: {out["anchor"]!r} is not one of {", ".join(ANCHORS)}')
     return out
+
+
+def centred_bounds(stamps):
+    """Return (t0, t1) int64 arrays: each frame's window from midpoint to midpoint.
+
+    stamps: (M,) sorted int64 ns. Frame j's window is (mid(j-1, j), mid(j, j+1)]; the first
+    and last frames take half their one neighbour interval on their open side (a single
+    frame: an empty window at its stamp).
+    """
+    stamps = np.asarray(stamps, np.int64)
+    if len(stamps) < 2:
+        return stamps.copy(), stamps.copy()
+    mids = stamps[:-1] + (stamps[1:] - stamps[:-1]) // 2
+    t0 = np.concatenate([[stamps[0] - (stamps[1] - stamps[0]) // 2], mids])
+    t1 = np.concatenate([mids, [stamps[-1] + (stamps[-1] - stamps[-2]) // 2]])
+    return t0, t1
 
 
 def window_slice(times, end_ns, window):
@@ -112,7 +135,7 @@ def file_identity(paths):
 def offline_params(topics, window):
     """Return PerceptionParams for one image-mode camera that drops nothing (OFFLINE)."""
     events_type = {EVENT_ARRAY: 'dvs', EVENT_PACKET: 'event_camera'}[topics.events_msgtype]
-    overrides = {f'window.{k}': v for k, v in window_params(window).items()}
+    overrides = {f'window.{k}': v for k, v in window_params(window).items() if k != 'anchor'}
     overrides.update(OFFLINE)
     overrides.update({'window.mode': 'image', 'cam0.events_topic': topics.events,
                       'cam0.events_type': events_type, 'cam0.image_topic': topics.image})
@@ -163,6 +186,9 @@ def iter_bag_windows(bag_path, events_topic=None, image_topic=None, depth_topic=
     `window` holds the pipeline's window.* values (duration_ms, events, max_lag_ms; default
     50 ms). Messages that do not decode are skipped and logged, as the pipeline does.
     """
+    if window_params(window)['anchor'] != 'end':
+        raise ValueError(f'{bag_path}: window.anchor centre is for data sets read whole (DSEC, '
+                         'MVSEC); a bag is cut as the robot cuts it (anchor: end)')
     with BagReader(bag_path) as bag:
         topics = find_topics(bag, events_topic, image_topic, '', depth_topic, labels_topic)
         if not topics.image:

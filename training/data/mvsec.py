@@ -28,7 +28,8 @@ import numpy as np
 
 from gep_ros.wire.events import EVENT_DTYPE
 
-from .bag_windows import file_identity, match_nearest, window_params, window_slice
+from .bag_windows import (centred_bounds, file_identity, match_nearest, window_params,
+                          window_slice)
 
 BLOCK = 1 << 20  # event rows read at a time
 
@@ -54,12 +55,20 @@ class _ForwardEvents:
         block['p'] = rows[:, 3] > 0
         self.events = np.concatenate([self.events, block])
 
-    def window(self, end_ns, window):
-        """Return (events, t0) of the window ending at end_ns (as window_slice)."""
+    def window(self, end_ns, window, start_ns=None):
+        """Return (events, t0) of the window ending at end_ns (as window_slice).
+
+        start_ns: the window is then start_ns < t <= end_ns (window.anchor centre).
+        """
         while self.next_row < len(self.dataset) and (
                 not len(self.events) or self.events['t'][-1] <= end_ns):
             self._read_block()
-        lo, hi, t0 = window_slice(self.events['t'], end_ns, window)
+        if start_ns is None:
+            lo, hi, t0 = window_slice(self.events['t'], end_ns, window)
+        else:
+            times = self.events['t']
+            lo = int(np.searchsorted(times, start_ns, 'right'))
+            hi, t0 = int(np.searchsorted(times, end_ns, 'right')), start_ns
         out = self.events[lo:hi].copy()
         self.events = self.events[lo:]  # later windows start no earlier
         return out, t0
@@ -112,16 +121,22 @@ class MvsecSequence:
             depth_of = match_nearest(depth_ts, ends)
             stream = _ForwardEvents(events)
             sensor = tuple(images.shape[1:3])
-            for end, f, d in zip(ends.tolist(), frame_of.tolist(), depth_of.tolist()):
+            starts, stops = centred_bounds(ends)
+            for k, (end, f, d) in enumerate(zip(ends.tolist(), frame_of.tolist(),
+                                                depth_of.tolist())):
                 if f < 0:
                     continue  # no frame within half a frame interval
-                window_events, t0 = stream.window(end, window)
+                if window['anchor'] == 'centre':
+                    window_events, t0 = stream.window(int(stops[k]), window, int(starts[k]))
+                else:
+                    window_events, t0 = stream.window(end, window)
                 grey = np.asarray(images[f], np.uint8)
                 metres = None
                 if d >= 0:
                     metres = np.array(depth[d], np.float32)
                     metres[~(np.isfinite(metres) & (metres > 0))] = np.nan
-                yield {'stamp_ns': end, 't0': t0, 't1': end, 'events': window_events,
+                t1 = int(stops[k]) if window['anchor'] == 'centre' else end
+                yield {'stamp_ns': end, 't0': t0, 't1': t1, 'events': window_events,
                        'sensor': sensor, 'frame': np.repeat(grey[..., None], 3, axis=2),
                        'depth': metres, 'labels': None}
         finally:

@@ -36,7 +36,8 @@ class LoopConfig:
     min_lr: float = 1e-6
     warmup_steps: int = 10
     weight_decay: float = 0.05
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # gradient-norm clipping; 0 turns it off
+    grad_clip_value: float = 0.0  # then each gradient element clipped to +-this; 0: off
     seed: int = 0
     amp: str = 'bf16'  # autocast dtype on GPU: bf16, fp16 or none (CPU runs in fp32)
     log_every: int = 10
@@ -137,6 +138,8 @@ class Trainer:
             scaler.unscale_(self.optimizer)
             if loop.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), loop.grad_clip)
+            if loop.grad_clip_value:  # after the norm, as GEP's gra.py:530-531 and gpt.py:307-308
+                torch.nn.utils.clip_grad_value_(self.model.parameters(), loop.grad_clip_value)
             scaler.step(self.optimizer)
             scaler.update()
             self.optimizer.zero_grad(set_to_none=True)

@@ -3,9 +3,18 @@
 The student (the event encoder, a ViT with the teacher's architecture, initialised from the
 teacher) sees the window's event representation; the frozen teacher sees the paired frame.
 Loss (gep_model.losses.alignment_loss): MSE between final tokens, MSE between patch
-embeddings, and InfoNCE between mean-pooled tokens through a 2-layer projector (temperature
-0.2 by default). The teacher also becomes the model's image encoder, whose tokens stage 2
-uses.
+embeddings, and InfoNCE between mean-pooled tokens through a 2-layer projector. The teacher
+also becomes the model's image encoder, whose tokens stage 2 uses.
+
+The authors' recipe (GEP src/config.py GraConfig, src/gra.py), each a config key:
+- `losses.temperature`: InfoNCE temperature per data set, 0.5 for driving data (DSEC,
+  EventScape, DDD17) and 0.2 for N-ImageNet (gra.py:318-339); 0.2 when not given.
+- `augment`: red/blue polarity swap, horizontal flip, random resized crop, the same crop
+  on event image and frame (training/data/augment.py); `augment: false` turns it off.
+- `model.encoder.mean/std/frame_mean/frame_std`: the data set's statistics
+  (`gep train stats`), instead of ImageNet's.
+- `loop`: lr 2e-5, no weight decay (`loop.weight_decay`, 0 by default here), gradient norm
+  clipped at 1.0, then each element at 2.0 (gra.py:530-531).
 """
 
 import torch
@@ -13,9 +22,13 @@ from torch import nn
 
 from gep_model.losses import alignment_loss, ProjectionHead
 
+from training.data.augment import augment_params, paired_augment
+
 from .common import (build_model, ConfigError, freeze, init_student_from_teacher, load_teacher,
                      param_groups)
 from .data import datasets, to_device
+
+TEMPERATURE = 0.2  # GEP's nce_temperature_default (gra.py:319)
 
 
 class AlignObjective(nn.Module):
@@ -58,17 +71,24 @@ class AlignStage:
         freeze(gep)
         freeze(gep.encoder, False)
         losses = config.get('losses') or {}
-        self.model = AlignObjective(gep, float(losses.get('temperature', 0.2)),
-                                    losses.get('weights'))
+        temperature = losses.get('temperature', TEMPERATURE)
+        if not isinstance(temperature, (int, float)) or temperature <= 0:
+            raise ConfigError(f'losses.temperature: a number > 0 (0.5 driving, 0.2 '
+                              f'N-ImageNet), got {temperature!r}')
+        try:
+            self.augment = augment_params(config.get('augment', True))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.model = AlignObjective(gep, float(temperature), losses.get('weights'))
         self.train_set, self.val_set = datasets(config, sequence_length=1)
         self.num_samples = len(self.train_set)
 
     def param_groups(self, model):
-        return param_groups(model, self.config.get('loop', {}).get('weight_decay', 0.05))
+        return param_groups(model, self.config.get('loop', {}).get('weight_decay', 0.0))
 
     def batch(self, indices):
         b = to_device(self.train_set.batch(indices), self.device)
-        return b['events'][:, 0], b['images'][:, 0]
+        return paired_augment(b['events'][:, 0], b['images'][:, 0], self.augment)
 
     def loss(self, model, batch):
         loss, terms = model(*batch)

@@ -35,25 +35,49 @@ def model_config(config):
     return cfg
 
 
+NORMALISATION = ('mean', 'std', 'frame_mean', 'frame_std')
+
+
 def build_model(config):
-    """Build the GEPModel and load `init` (a previous stage's checkpoint) when given."""
-    model = GEPModel(model_config(config))
+    """Build the GEPModel and load `init` (a previous stage's checkpoint) when given.
+
+    The encoders' input normalisation comes with `init` unless this config sets its own
+    (the weights were trained on inputs normalised so); it is written into `config['model']`,
+    so that the run's config and checkpoint carry it on to the next stage and the export.
+    """
     init = config.get('init')
-    if init:
-        path = Path(init)
-        if path.is_dir():
-            path = path / 'last.pt'
-        if not path.exists():
-            raise ConfigError(f'init: no checkpoint at {path}')
-        state = load_checkpoint(path)['model']
-        # Stage checkpoints hold the objective module, the GEP model under `gep.`.
-        state = {k[len('gep.'):]: v for k, v in state.items() if k.startswith('gep.')}
-        mine = model.state_dict()
-        usable = {k: v for k, v in state.items() if k in mine and v.shape == mine[k].shape}
-        if not usable:
-            raise ConfigError(f'init: {path} holds no weights of this model '
-                              f'({model.config.variant} at {model.config.input_size})')
-        model.load_state_dict(usable, strict=False)
+    if not init:
+        return GEPModel(model_config(config))
+    path = Path(init)
+    if path.is_dir():
+        path = path / 'last.pt'
+    if not path.exists():
+        raise ConfigError(f'init: no checkpoint at {path}')
+    ckpt = load_checkpoint(path)
+    parent = ((ckpt.get('config') or {}).get('model_config') or {}).get('encoder') or {}
+    inherited = {k: list(parent[k]) for k in NORMALISATION if parent.get(k) is not None}
+    if inherited and 'model_config' not in config:
+        model = dict(config.get('model') or {})
+        encoder = dict(model.get('encoder') or {})
+        for key, value in inherited.items():
+            encoder.setdefault(key, value)
+        config['model'] = dict(model, encoder=encoder)
+    model = GEPModel(model_config(config))
+    # Stage checkpoints hold the objective module, the GEP model under `gep.`.
+    state = {k[len('gep.'):]: v for k, v in ckpt['model'].items() if k.startswith('gep.')}
+    mine = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in mine and v.shape == mine[k].shape}
+    # A trained temporal backbone (stage 2 on) must load whole; stage 1 leaves it random.
+    trained = (ckpt.get('config') or {}).get('stage') != 'align'
+    for key, value in state.items():
+        if trained and key.startswith('temporal.') and key in mine and key not in usable:
+            raise ConfigError(f'init: {path} has {key} of shape {tuple(value.shape)}, this model '
+                              f'{tuple(mine[key].shape)}; set model.temporal (pool_grid, '
+                              'max_windows, ...) as the run it comes from')
+    if not usable:
+        raise ConfigError(f'init: {path} holds no weights of this model '
+                          f'({model.config.variant} at {model.config.input_size})')
+    model.load_state_dict(usable, strict=False)
     return model
 
 
@@ -112,17 +136,19 @@ def freeze(module, frozen=True):
         p.requires_grad_(not frozen)
 
 
-def param_groups(model, weight_decay=0.05, scales=None):
+def param_groups(model, weight_decay=0.05, scales=None, no_decay=()):
     """Return AdamW groups: no decay on norms, biases, embeddings; lr scales by prefix.
 
-    scales: {module name prefix: lr multiplier}, e.g. {'encoder.': 0.1}.
+    scales: {module name prefix: lr multiplier}, e.g. {'encoder.': 0.1}; no_decay: name
+    prefixes whose parameters never decay (GEP's transformer in stage 2).
     """
     scales = scales or {}
     groups = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        decay = p.ndim >= 2 and 'embed' not in name and 'token' not in name
+        decay = (p.ndim >= 2 and 'embed' not in name and 'token' not in name
+                 and not name.startswith(tuple(no_decay)) and weight_decay > 0)
         scale = next((s for prefix, s in scales.items() if name.startswith(prefix)), 1.0)
         key = (decay, scale)
         groups.setdefault(key, {'params': [], 'weight_decay': weight_decay if decay else 0.0,
