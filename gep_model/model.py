@@ -223,8 +223,11 @@ class GEPModel(nn.Module):
         n = len(idx)
         tokens = state['tokens'][idx, -keep * s:]
         valid = state['valid'][idx, -keep * s:]
+        # A window's frame flag is the validity of its first image token (none without frames).
+        frames = self.image_encoder is not None
         layouts = [self.step_layout(n, torch.full((n,), i, device=tokens.device),
-                                    valid[:, i * s + self.tokens_per_window], tokens.device)
+                                    valid[:, i * s + self.tokens_per_window] if frames else None,
+                                    tokens.device)
                    for i in range(keep)]
         modality, window, slot, _ = (torch.cat(parts, dim=1) for parts in zip(*layouts))
         _, new_keys, new_values = self.temporal(tokens, modality, window, slot, valid)

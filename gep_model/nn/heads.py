@@ -170,7 +170,7 @@ class FCNAuxHead(nn.Module):
                                    nn.Conv2d(width, num_classes, 1))
 
     def forward(self, feature, size):
-        """feature (B, D, h, w) -> logits (B, K, H, W)."""
+        """Map a feature level (B, D, h, w) to logits (B, K, H, W)."""
         return F.interpolate(self.block(feature), size=size, mode='bilinear',
                              align_corners=False)
 

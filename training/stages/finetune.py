@@ -52,6 +52,65 @@ def lr_group(name):
     return 'heads'
 
 
+def lr_scales(config):
+    """Return the learning-rate multiplier per group from a config's `loop.lr_scales`.
+
+    Unset groups keep the authors' values (LR_SCALES); without `init` the encoder starts
+    from scratch and learns at `encoder_from_scratch`.
+    """
+    scales = dict(LR_SCALES)
+    given = (config.get('loop') or {}).get('lr_scales') or {}
+    for key, value in given.items():
+        if key not in scales:
+            raise ConfigError(f'loop.lr_scales.{key}: no such group ({", ".join(scales)})')
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f'loop.lr_scales.{key}: {value!r} is not a number >= 0')
+        scales[key] = float(value)
+    if not config.get('init'):
+        scales['encoder'] = scales['encoder_from_scratch']
+    return scales
+
+
+def layerwise_groups(model, scales, weight_decay):
+    """Return AdamW groups of a FinetuneObjective: encoder, temporal backbone, heads.
+
+    Each group carries `name` and `lr_scale` (the engine sets lr = schedule x lr_scale).
+    Weight decay applies to the heads' matrices and kernels only, as in the authors'
+    get_param_groups (src/utils.py:17); the encoder and the temporal backbone are not
+    decayed. Frozen parameters are left out.
+    """
+    groups = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        group = lr_group(name)
+        decayed = group == 'heads' and p.ndim >= 2
+        key = group + ('' if group != 'heads' else '_decay' if decayed else '_no_decay')
+        groups.setdefault(key, {'params': [], 'name': key, 'lr_scale': scales[group],
+                                'weight_decay': weight_decay if decayed else 0.0})
+        groups[key]['params'].append(p)
+    return list(groups.values())
+
+
+def apply_frames(config):
+    """Write `frames` into `model.temporal.image_tokens` of a config, in place.
+
+    In place, so that the run's config.yaml and checkpoint rebuild the same (event-only)
+    model. A contradicting explicit `model.temporal.image_tokens` is refused.
+    """
+    frames = config.get('frames', False)
+    if not isinstance(frames, bool):
+        raise ConfigError(f'frames: {frames!r} is not true or false')
+    model = config.setdefault('model', {}) or {}
+    config['model'] = model
+    temporal = model.setdefault('temporal', {}) or {}
+    model['temporal'] = temporal
+    if temporal.get('image_tokens', frames) != frames:
+        raise ConfigError(f'model.temporal.image_tokens: {temporal["image_tokens"]} '
+                          f'contradicts frames: {frames}; set frames alone')
+    temporal['image_tokens'] = frames
+
+
 class FinetuneObjective(nn.Module):
     """The trained module: the GEP model, the training-only auxiliary head, the task losses."""
 
@@ -111,7 +170,7 @@ class FinetuneStage:
     def __init__(self, config, device):
         self.config = config
         self.device = device
-        self._event_only(config)
+        apply_frames(config)
         gep = build_model(config)
         which = config.get('unfreeze', 'all')
         if which not in UNFREEZE:
@@ -127,7 +186,7 @@ class FinetuneStage:
         if unknown:
             raise ConfigError(f'losses.{unknown[0]}: no such loss ({", ".join(LOSS_WEIGHTS)})')
         self.model = FinetuneObjective(gep, {k: float(v) for k, v in losses.items()})
-        self.lr_scales = self._lr_scales(config)
+        self.lr_scales = lr_scales(config)
         data = config.get('data') or {}
         try:
             self.augment = SequenceAugment(config.get('augment'), event_fill=_empty_events(data))
@@ -149,52 +208,9 @@ class FinetuneStage:
         self.items = labelled
         self.num_samples = len(labelled)
 
-    @staticmethod
-    def _event_only(config):
-        """Write `frames` into the model config (in place, so the run's checkpoint says it)."""
-        frames = config.get('frames', False)
-        if not isinstance(frames, bool):
-            raise ConfigError(f'frames: {frames!r} is not true or false')
-        model = config.setdefault('model', {}) or {}
-        config['model'] = model
-        temporal = model.setdefault('temporal', {}) or {}
-        model['temporal'] = temporal
-        if temporal.get('image_tokens', frames) != frames:
-            raise ConfigError(f'model.temporal.image_tokens: {temporal["image_tokens"]} '
-                              f'contradicts frames: {frames}; set frames alone')
-        temporal['image_tokens'] = frames
-
-    def _lr_scales(self, config):
-        scales = dict(LR_SCALES)
-        given = (config.get('loop') or {}).get('lr_scales') or {}
-        for key, value in given.items():
-            if key not in scales:
-                raise ConfigError(f'loop.lr_scales.{key}: no such group ({", ".join(scales)})')
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f'loop.lr_scales.{key}: {value!r} is not a number >= 0')
-            scales[key] = float(value)
-        if not config.get('init'):  # a random encoder learns at the scratch rate
-            scales['encoder'] = scales['encoder_from_scratch']
-        return scales
-
     def param_groups(self, model):
-        """Return AdamW groups: encoder, temporal backbone, heads (with and without decay).
-
-        Each group carries `name` and `lr_scale` (the engine sets lr = schedule x lr_scale).
-        Weight decay applies to the heads' matrices and kernels only, as in the authors'
-        get_param_groups; the encoder and the temporal backbone are not decayed.
-        """
-        decay = float((self.config.get('loop') or {}).get('weight_decay', 1e-5))
-        groups = {}
-        for name, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            group = lr_group(name)
-            decayed = group == 'heads' and p.ndim >= 2
-            key = group + ('' if group != 'heads' else '_decay' if decayed else '_no_decay')
-            groups.setdefault(key, {'params': [], 'name': key, 'lr_scale': self.lr_scales[group],
-                                    'weight_decay': decay if decayed else 0.0})['params'].append(p)
-        return list(groups.values())
+        weight_decay = float((self.config.get('loop') or {}).get('weight_decay', 1e-5))
+        return layerwise_groups(model, self.lr_scales, weight_decay)
 
     def batch(self, indices):
         batch = self.train_set.batch([self.items[i] for i in indices])
