@@ -189,7 +189,9 @@ class FinetuneStage:
         self.lr_scales = lr_scales(config)
         data = config.get('data') or {}
         try:
-            self.augment = SequenceAugment(config.get('augment'), event_fill=_empty_events(data))
+            polarity = _representation(data) == 'polarity_rgb'
+            self.augment = SequenceAugment(config.get('augment'), 1.0 if polarity else 0.0,
+                                           polarity_image=polarity)
         except AugmentError as exc:
             raise ConfigError(str(exc)) from None
         self.tta_flip = bool((config.get('eval') or {}).get('tta_flip', False))
@@ -257,7 +259,6 @@ class FinetuneStage:
         return metrics
 
 
-def _empty_events(data):
-    """Return the value of a pixel without events in the representation (the padding)."""
-    name = (data.get('representation') or {}).get('name', 'polarity_rgb')
-    return 1.0 if name == 'polarity_rgb' else 0.0
+def _representation(data):
+    """Return the name of the configured event representation (the stage data's default)."""
+    return (data.get('representation') or {}).get('name', 'polarity_rgb')

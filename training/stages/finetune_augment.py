@@ -8,7 +8,8 @@ The authors' recipes, on the cached windows (already at the model's input size H
 - `resized_crop` (depth, src/config.py:702-708): a crop of `scale` (0.5 to 1.0) of the area at
   an aspect ratio within `ratio` (0.9 to 1.1), resized to H x W, and a horizontal flip.
 `swap_polarity` (p 0.5 for segmentation, src/config.py:458) exchanges the red and blue
-channels of GEP's polarity image, i.e. ON and OFF.
+channels of GEP's polarity image, i.e. ON and OFF (other representations are left alone).
+Without an `augment` section the segmentation recipe applies; `kind: none` turns it off.
 
 Every window of a sequence gets the same transform (the temporal backbone sees a consistent
 scene), and the events, frames, depth and labels of a window the same geometry. Events and
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 KINDS = ('scale_crop', 'resized_crop', 'none')
 DEFAULTS = {
     'scale_crop': {'flip': 0.5, 'scale': (0.5, 2.0), 'cat_max_ratio': 0.75,
-                   'swap_polarity': 0.0},
+                   'swap_polarity': 0.5},
     'resized_crop': {'flip': 0.5, 'scale': (0.5, 1.0), 'ratio': (0.9, 1.1),
                      'swap_polarity': 0.0},
     'none': {},
@@ -39,8 +40,8 @@ class AugmentError(ValueError):
 
 
 def augment_settings(spec):
-    """Return (kind, settings) from a config's `augment` section (None: no augmentation)."""
-    spec = dict(spec or {'kind': 'none'})
+    """Return (kind, settings) from a config's `augment` section (None: the seg recipe)."""
+    spec = dict(spec or {'kind': 'scale_crop'})
     kind = spec.pop('kind', 'scale_crop')
     if kind not in KINDS:
         raise AugmentError(f'augment.kind: {kind!r} is not one of {", ".join(KINDS)}')
@@ -85,9 +86,10 @@ def _dominant_ratio(labels):
 class SequenceAugment:
     """Apply one random geometric transform per sequence; see the module docstring."""
 
-    def __init__(self, spec, event_fill=0.0):
+    def __init__(self, spec, event_fill=0.0, polarity_image=True):
         self.kind, self.settings = augment_settings(spec)
         self.event_fill = float(event_fill)
+        self.polarity_image = polarity_image  # swap_polarity only means ON <-> OFF there
 
     def __call__(self, batch):
         """Augment a batch of (B, T, ...) tensors (events, images, depth, labels) in place."""
@@ -104,9 +106,9 @@ class SequenceAugment:
         """Augment one sequence: events, images (T, C, H, W), depth and labels (T, H, W)."""
         s = self.settings
         size = tuple(item['events'].shape[-2:])
-        if s.get('swap_polarity') and float(torch.rand(())) < s['swap_polarity']:
-            if item['events'].shape[1] == 3:
-                item['events'] = item['events'][:, [2, 1, 0]]
+        if self.polarity_image and s.get('swap_polarity') and \
+                float(torch.rand(())) < s['swap_polarity']:
+            item['events'] = item['events'][:, [2, 1, 0]]
         if self.kind == 'scale_crop':
             item = self._scale_crop(item, size)
         else:
