@@ -15,7 +15,7 @@ from gep_model.model import GEPModel
 from gep_model.registry import variant_config
 from training.stages.common import ConfigError, model_config
 from training.stages.finetune import (apply_frames, AUX_LEVEL, FinetuneObjective,
-                                      layerwise_groups, lr_scales)
+                                      FinetuneStage, layerwise_groups, lr_scales)
 from training.stages.finetune_augment import SequenceAugment
 
 SIZE = (56, 84)
@@ -131,6 +131,21 @@ def test_event_only_stream_past_its_context_equals_the_full_forward():
             out, state = model.step(events[:, i], torch.rand(1, 3, *SIZE), state=state)
         reference = model(events[:, w - w // 2:])['depth'][:, -1]
     torch.testing.assert_close(out['depth'], reference, rtol=1e-5, atol=1e-5)
+
+
+def test_flip_tta_predicts_the_mirror_of_a_mirrored_input():
+    stage = object.__new__(FinetuneStage)  # the prediction needs no data
+    stage.tta_flip = True
+    objective = FinetuneObjective(tiny()).eval()
+    b = batch(b=1)
+    mirrored = dict(b, events=b['events'].flip(-1))
+    with torch.no_grad():
+        out, out_m = stage.predict(objective, b), stage.predict(objective, mirrored)
+        plain = objective.predict(b)
+    for key in ('seg_logits', 'log_depth'):
+        torch.testing.assert_close(out_m[key], out[key].flip(-1), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(out[key], plain[key])  # the mirrored run counts
+    torch.testing.assert_close(out['depth'], torch.exp(out['log_depth']))
 
 
 def blocks_scene(t=2):
