@@ -27,7 +27,9 @@ from .events import make_representation
 from .model import GEPModel
 
 FORMAT = 'gep-model'
-FORMAT_VERSION = 1
+# 2: UPerNet segmentation head and normed feature levels (version 1 had an FPN head on
+# un-normed levels): version 1 weights do not fit and are refused by version.
+FORMAT_VERSION = 2
 WEIGHTS = 'model.safetensors'
 META = 'model.json'
 DEFAULT_REPRESENTATION = {'name': 'polarity_rgb', 'percentile': 90.0}  # GEP's rendering

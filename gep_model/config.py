@@ -9,6 +9,17 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Optional, Tuple
 
 
+def quarter_blocks(depth):
+    """Return the ViT blocks whose (normed) outputs feed the heads: the last of each quarter.
+
+    The authors tap blocks 2, 5, 8, 11 of their 12-block ViTs (src/config.py:215,
+    out_indices); the same rule gives 0, 1, 2, 3 for a 4-block ViT and 5, 11, 17, 23 for 24.
+    """
+    if depth < 4:
+        raise ValueError(f'a ViT of depth {depth} has fewer than the 4 blocks the heads tap')
+    return tuple((k + 1) * depth // 4 - 1 for k in range(4))
+
+
 @dataclass
 class EncoderConfig:
     """The event encoder: a ViT with the image teacher's architecture (timm)."""
@@ -20,7 +31,8 @@ class EncoderConfig:
     patch_size: int = 14
     reg_tokens: int = 4
     in_chans: int = 3  # representation channels; other than 3 adds a 1x1 input adapter
-    feature_blocks: Tuple[int, ...] = (2, 5, 8, 11)  # multi-level features for the heads
+    # Blocks whose outputs, after the ViT's final norm, feed the heads (quarter_blocks(depth)).
+    feature_blocks: Tuple[int, ...] = (2, 5, 8, 11)
     # Input normalisation (per channel) of the event representation and of the frames; None:
     # ImageNet's for 3 channels, none for others. GEP uses per-data-set statistics
     # (`gep train stats`), stored here so that the robot normalises as training did.
@@ -51,7 +63,7 @@ class HeadsConfig:
     depth: bool = True
     min_depth: float = 1.0
     max_depth: float = 80.0
-    num_classes: int = 11  # segmentation classes; 0 disables the head
+    num_classes: int = 11  # segmentation classes (UPerNet); 0 disables the head
     class_names: Tuple[str, ...] = ()
     num_categories: int = 0  # recognition classes; 0 disables the linear classifier
 

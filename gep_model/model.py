@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .nn.encoder import grid_pooling_matrix, ViTEncoder
-from .nn.heads import ClassificationHead, DepthHead, SegmentationHead
+from .nn.heads import ClassificationHead, DepthHead, UPerNetHead
 from .nn.temporal import EVENT, IMAGE, TemporalBackbone
 
 
@@ -45,7 +45,8 @@ class GEPModel(nn.Module):
             nn.init.zeros_(conv.bias)
         self.depth_head = (DepthHead(enc.embed_dim, hcfg.width, hcfg.min_depth, hcfg.max_depth)
                            if hcfg.depth else None)
-        self.seg_head = (SegmentationHead(enc.embed_dim, hcfg.width, hcfg.num_classes)
+        self.seg_head = (UPerNetHead(enc.embed_dim, hcfg.width, hcfg.num_classes,
+                                     enc.patch_size, len(enc.feature_blocks))
                          if hcfg.num_classes else None)
         self.cls_head = (ClassificationHead(enc.embed_dim, tcfg.dim, hcfg.num_categories)
                          if hcfg.num_categories else None)
@@ -78,14 +79,18 @@ class GEPModel(nn.Module):
         slot = torch.arange(k, device=device).repeat(len(valid))[None].expand(batch, -1)
         return modality, window[:, None].expand(-1, modality.shape[1]), slot, torch.cat(valid, 1)
 
-    def decode(self, tokens, features, context):
-        """Heads on one window: encoder tokens/features and its event-token context (B, K, Dt)."""
+    def decode(self, tokens, features, context, keep_features=False):
+        """Heads on one window: encoder tokens/features and its event-token context (B, K, Dt).
+
+        keep_features: also return the context-fused feature levels the heads read, as
+        'features' (a list of (B, D, h, w)), for training-only heads (the auxiliary FCN).
+        """
         b = context.shape[0]
         h, w = self.config.grid
         cells, mean = context[:, :-1], context[:, -1:]
         ctx = (torch.matmul(self.spread, cells) + mean).transpose(1, 2).reshape(b, -1, h, w)
         features = [f + proj(ctx) for f, proj in zip(features, self.context_proj)]
-        out = {}
+        out = {'features': features} if keep_features else {}
         size = tuple(self.config.input_size)
         if self.depth_head is not None:
             out['log_depth'], out['depth'] = self.depth_head(features, size)
@@ -116,14 +121,15 @@ class GEPModel(nn.Module):
         modality, window, slot, valid = (torch.cat(p, dim=1) for p in zip(*layouts))
         return seq, modality, window, slot, valid
 
-    def forward(self, events, images=None, has_image=None):
+    def forward(self, events, images=None, has_image=None, keep_features=False):
         """Run T windows per sequence.
 
         events: (B, T, C, H, W) representations; images: (B, T, 3, H, W) or None;
         has_image: (B, T) bool or None (all frames present when images are given).
         Returns the heads' outputs with a time axis ((B, T, ...)), plus 'tokens' (B, T*S, D)
         (the sequence fed to the temporal backbone), 'hidden' (B, T*S, Dt), 'modality' and
-        'valid' (B, T*S): what stage 2's next-token loss needs.
+        'valid' (B, T*S): what stage 2's next-token loss needs. keep_features adds
+        'features': the fused levels the heads read, each (B*T, D, h, w).
         """
         b, t = events.shape[:2]
         k, s = self.tokens_per_window, self.tokens_per_step
@@ -141,8 +147,11 @@ class GEPModel(nn.Module):
                                                            image_tokens, has_image)
         hidden, _, _ = self.temporal(seq, modality, window, slot, valid)
         context = hidden.view(b, t, s, -1)[:, :, :k].flatten(0, 1)  # event tokens' outputs
-        out = self.decode(tokens, features, context)
+        out = self.decode(tokens, features, context, keep_features)
+        kept = out.pop('features', None)
         out = {name: value.view(b, t, *value.shape[1:]) for name, value in out.items()}
+        if kept is not None:
+            out['features'] = kept
         out.update(tokens=seq, hidden=hidden, modality=modality, valid=valid)
         return out
 
@@ -215,8 +224,11 @@ class GEPModel(nn.Module):
         n = len(idx)
         tokens = state['tokens'][idx, -keep * s:]
         valid = state['valid'][idx, -keep * s:]
+        # A window's frame flag is the validity of its first image token (none without frames).
+        frames = self.image_encoder is not None
         layouts = [self.step_layout(n, torch.full((n,), i, device=tokens.device),
-                                    valid[:, i * s + self.tokens_per_window], tokens.device)
+                                    valid[:, i * s + self.tokens_per_window] if frames else None,
+                                    tokens.device)
                    for i in range(keep)]
         modality, window, slot, _ = (torch.cat(parts, dim=1) for parts in zip(*layouts))
         _, new_keys, new_values = self.temporal(tokens, modality, window, slot, valid)

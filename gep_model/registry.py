@@ -1,6 +1,6 @@
 """Named model variants, registered as short functions (the timm convention)."""
 
-from .config import EncoderConfig, GEPConfig, HeadsConfig, TemporalConfig
+from .config import EncoderConfig, GEPConfig, HeadsConfig, quarter_blocks, TemporalConfig
 
 _VARIANTS = {}
 
@@ -34,7 +34,7 @@ def gep_tiny():
     return GEPConfig(
         variant='gep_tiny', input_size=(252, 350),
         encoder=EncoderConfig(arch='', embed_dim=48, depth=4, num_heads=2,
-                              feature_blocks=(0, 1, 2, 3)),
+                              feature_blocks=quarter_blocks(4)),
         temporal=TemporalConfig(dim=48, depth=2, num_heads=2, max_windows=8, pool_grid=(3, 4)),
         heads=HeadsConfig(width=16))
 
@@ -45,7 +45,7 @@ def gep_small():
     return GEPConfig(
         variant='gep_small', input_size=(252, 350),
         encoder=EncoderConfig(arch='vit_small_patch14_reg4_dinov2', embed_dim=384, depth=12,
-                              num_heads=6, feature_blocks=(2, 5, 8, 11)),
+                              num_heads=6, feature_blocks=quarter_blocks(12)),
         temporal=TemporalConfig(dim=384, depth=12, num_heads=6, max_windows=16),
         heads=HeadsConfig(width=128))
 
@@ -56,6 +56,6 @@ def gep_base():
     return GEPConfig(
         variant='gep_base', input_size=(252, 350),
         encoder=EncoderConfig(arch='vit_base_patch14_reg4_dinov2', embed_dim=768, depth=12,
-                              num_heads=12, feature_blocks=(2, 5, 8, 11)),
+                              num_heads=12, feature_blocks=quarter_blocks(12)),
         temporal=TemporalConfig(dim=768, depth=12, num_heads=12, max_windows=16),
         heads=HeadsConfig(width=192))

@@ -59,10 +59,12 @@ class ViTEncoder(nn.Module):
         """Return (tokens (B, P + N, D) after the final norm, [4 x (B, D, h, w)] features).
 
         P prefix tokens (class token and registers) come first, then N = h * w patch tokens.
+        The features are the outputs of `feature_blocks`, each through the ViT's final norm,
+        as the authors' heads read them (get_intermediate_layers(norm=True), src/seg.py:703).
         """
         x = (self.adapter(x) - self.mean) / self.std
         tokens, features = self.vit.forward_intermediates(
-            x, indices=list(self.cfg.feature_blocks), norm=False, output_fmt='NCHW')
+            x, indices=list(self.cfg.feature_blocks), norm=True, output_fmt='NCHW')
         return tokens, features
 
     def patch_embed(self, x):

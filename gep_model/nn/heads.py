@@ -3,8 +3,10 @@
 Depth is DPT-like: the four feature levels (all at patch stride) are reassembled to strides
 of 1/4, 1/2, 1 and 2 patches, fused coarse to fine with residual conv units, and the head
 predicts log depth squashed into [log min_depth, log max_depth], so depth in metres is always
-within the configured range. Segmentation is an FPN-lite on its own reassembled pyramid.
-Recognition is a linear classifier on pooled tokens.
+within the configured range. Segmentation is the authors' UPerNet on the four levels, with an
+auxiliary FCN head that only training uses (the fine-tuning objective owns it, so deployed
+weights and exported graphs do not carry it). Recognition is a linear classifier on pooled
+tokens.
 """
 
 import math
@@ -13,7 +15,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-SCALES = (4, 2, 1, 0.5)  # resampling of the four feature levels, finest first
+SCALES = (4, 2, 1, 0.5)  # depth: resampling of the four feature levels, finest first
 
 
 def resample(width, scale):
@@ -86,23 +88,91 @@ class DepthHead(nn.Module):
         return log_depth, torch.exp(log_depth)
 
 
-class SegmentationHead(nn.Module):
-    """Multi-level features -> class logits (B, K, H, W) through a top-down FPN."""
+def pool_to(x, cells):
+    """Average (B, C, h, w) into (B, C, cells, cells) with fixed kernels (exportable).
 
-    def __init__(self, in_dim, width, num_classes):
+    The authors' deterministic stand-in for adaptive pooling (src/seg.py:192): pad by
+    replication to a multiple of `cells`, then average equal blocks. ONNX has no adaptive
+    pooling of uneven sizes; this is plain padding and average pooling at static sizes.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % cells, (-w) % cells
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
+    kernel = ((h + pad_h) // cells, (w + pad_w) // cells)
+    return F.avg_pool2d(x, kernel, stride=kernel)
+
+
+class ConvBNAct(nn.Sequential):
+    """Convolution, batch norm, GELU: the unit of the authors' UPerNet (src/seg.py:217)."""
+
+    def __init__(self, in_dim, out_dim, kernel=3):
+        super().__init__(nn.Conv2d(in_dim, out_dim, kernel, padding=kernel // 2, bias=False),
+                         nn.BatchNorm2d(out_dim), nn.GELU())
+
+
+class PyramidPooling(nn.Module):
+    """PSP pooling of the coarsest level: (B, D, h, w) -> (B, (len(scales) + 1) * C, h, w)."""
+
+    def __init__(self, in_dim, width, scales=(1, 2, 3, 6)):
         super().__init__()
-        self.reassemble = Reassemble(in_dim, width)
-        self.smooth = nn.ModuleList(nn.Sequential(nn.Conv2d(width, width, 3, padding=1),
-                                                  nn.ReLU()) for _ in SCALES[:-1])
-        self.classifier = nn.Conv2d(width, num_classes, 1)
+        self.scales = tuple(scales)
+        self.base = ConvBNAct(in_dim, width, 1)
+        self.branches = nn.ModuleList(ConvBNAct(in_dim, width, 1) for _ in self.scales)
+
+    def forward(self, x):
+        outs = [self.base(x)]
+        for cells, branch in zip(self.scales, self.branches):
+            outs.append(F.interpolate(branch(pool_to(x, cells)), size=x.shape[-2:],
+                                      mode='bilinear', align_corners=False))
+        return torch.cat(outs, dim=1)
+
+
+class UPerNetHead(nn.Module):
+    """UPerNet on the four ViT feature levels -> class logits (B, K, H, W).
+
+    As the authors run it on a ViT (src/seg.py:273, ECDDPUPerHead with patch_size P): every
+    level is at patch stride, so the FPN adds without resampling; PSP pooling (1, 2, 3, 6)
+    on the deepest level, lateral 1x1 and FPN 3x3 ConvBNAct, the four maps fused by a 3x3
+    ConvBNAct, dropout 0.1, then a 1x1 convolution to K * P * P channels and a pixel shuffle
+    back to pixel resolution (a learned P x P upsampling), bilinear to the input size.
+    """
+
+    def __init__(self, in_dim, width, num_classes, patch_size, levels=4, dropout=0.1):
+        super().__init__()
+        self.ppm = PyramidPooling(in_dim, width)
+        self.ppm_out = ConvBNAct(width * (len(self.ppm.scales) + 1), width, 3)
+        self.lateral = nn.ModuleList(ConvBNAct(in_dim, width, 1) for _ in range(levels - 1))
+        self.fpn = nn.ModuleList(ConvBNAct(width, width, 3) for _ in range(levels - 1))
+        self.fuse = ConvBNAct(width * levels, width, 3)
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Sequential(nn.Conv2d(width, num_classes * patch_size ** 2, 1),
+                                        nn.PixelShuffle(patch_size))
 
     def forward(self, features, size):
-        levels = self.reassemble(features)
-        x = levels[-1]
-        for smooth, skip in zip(self.smooth, reversed(levels[:-1])):
-            x = smooth(skip + F.interpolate(x, size=skip.shape[-2:], mode='bilinear',
-                                            align_corners=False))
-        return F.interpolate(self.classifier(x), size=size, mode='bilinear', align_corners=False)
+        """features: levels (B, D, h, w), finest (shallowest block) first; size: (H, W)."""
+        laterals = [conv(f) for conv, f in zip(self.lateral, features[:-1])]
+        laterals.append(self.ppm_out(self.ppm(features[-1])))
+        for i in range(len(laterals) - 1, 0, -1):  # top-down; all levels share one size
+            laterals[i - 1] = laterals[i - 1] + laterals[i]
+        outs = [conv(x) for conv, x in zip(self.fpn, laterals[:-1])] + [laterals[-1]]
+        x = self.dropout(self.fuse(torch.cat(outs, dim=1)))
+        return F.interpolate(self.classifier(x), size=size, mode='bilinear',
+                             align_corners=False)
+
+
+class FCNAuxHead(nn.Module):
+    """The auxiliary FCN head on one feature level (src/seg.py:335): training only."""
+
+    def __init__(self, in_dim, width, num_classes, dropout=0.1):
+        super().__init__()
+        self.block = nn.Sequential(ConvBNAct(in_dim, width, 3), nn.Dropout2d(dropout),
+                                   nn.Conv2d(width, num_classes, 1))
+
+    def forward(self, feature, size):
+        """Map a feature level (B, D, h, w) to logits (B, K, H, W)."""
+        return F.interpolate(self.block(feature), size=size, mode='bilinear',
+                             align_corners=False)
 
 
 class ClassificationHead(nn.Module):
