@@ -48,6 +48,7 @@ from .common import machine
 from .model import latencies, p95, SENSORS
 
 PARTS = ('runtime', 'events', 'train', 'ddp', 'tensorrt')
+CONFIGS = Path(__file__).resolve().parents[2] / 'training' / 'configs'  # the shipped recipes
 PRECISIONS = ('fp32', 'fp16', 'bf16')
 BATCHES = (1, 4, 8)
 VARIANTS = ('gep_tiny', 'gep_small')
@@ -292,10 +293,21 @@ def training_world(tmp, variant, size, quick=False):
 
 
 def stage_config(bags, teacher, stage, variant, size, batch):
-    config = {'variant': variant, 'model': {'input_size': list(size)},
-              'data': {'sources': [str(bag) for bag in bags],
-                       'cache': str(bags[0].parent / 'cache'), 'val_fraction': 0.2},
-              'loop': {'batch_size': batch}}
+    """Return the stage's shipped config (gep_tiny: its CPU twin, others: the GPU one) on bags.
+
+    So that the check trains what the recipe trains: stage 2's token scheme, the fine-tune's
+    learning-rate groups and augmentation, the slots the model keeps.
+    """
+    import yaml
+    twin = 'tiny_cpu' if variant == 'gep_tiny' else 'small_gpu'
+    config = yaml.safe_load((CONFIGS / f'{stage}_{twin}.yaml').read_text())
+    config['variant'] = variant
+    config['init'] = None
+    config.setdefault('model', {})['input_size'] = list(size)
+    config['data'] = {**(config.get('data') or {}),
+                      'sources': [str(bag) for bag in bags],
+                      'cache': str(bags[0].parent / 'cache'), 'val_fraction': 0.2}
+    config['loop'] = {**(config.get('loop') or {}), 'batch_size': batch}
     if stage == 'align':
         config['teacher'] = str(teacher)
     else:
