@@ -167,20 +167,24 @@ def test_packets_decode_with_the_kernel(bags_dir, typestore):
         assert got.first_sensor_time_ns == want.first_time_ns
 
 
+@pytest.mark.parametrize('module, importer', [
+    ('gep_ros.wire._kernels', 'gep_ros.wire.evt3'),
+    ('gep_model.events._kernels', 'gep_model.events.polarity_rgb'),
+])
 @pytest.mark.parametrize('stub, problem', [
     ('None', 'is not built or does not load'),
     ('types.SimpleNamespace(INTERFACE_VERSION=0, __file__="stale.so")',
-     'was built from another version of _kernels.c'),
+     'was built from another version of its C source'),
 ])
-def test_a_missing_or_stale_build_is_a_loud_import_error(stub, problem):
+def test_a_missing_or_stale_build_is_a_loud_import_error(module, importer, stub, problem):
     code = ('import sys, types; '
-            f'sys.modules["gep_ros.wire._kernels"] = {stub}; '
-            'import gep_ros.wire.evt3')
+            f'sys.modules["{module}"] = {stub}; '
+            f'import {importer}')
     out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode != 0
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith('ImportError: gep_ros.wire._kernels') and problem in last
+    assert last.startswith(f'ImportError: {module}') and problem in last
     assert 'pip install -e .' in last and 'colcon build' in last
 
 

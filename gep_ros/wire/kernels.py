@@ -1,33 +1,20 @@
 """The compiled decode kernels (`_kernels.c`), loaded once, refused loudly when unusable.
 
-The kernels are built with the package: by `pip install -e .` or `pip install .`, by
-`colcon build` (setup.py), or in place by `python setup.py build_ext --inplace`. There is no
-slower fallback: a missing, stale or mismatched build is an ImportError that says how to
-build it, at the first import of the decoders, instead of a node that quietly falls behind
-its camera.
+Loaded by gep_model.compiled.load_extension: no slower fallback, a missing, stale or
+mismatched build is an ImportError that says how to build it.
 """
 
 import numpy as np
+
+from gep_model.compiled import load_extension
 
 from .events import EVENT_DTYPE, TRIGGER_DTYPE
 
 # The argument lists and results this Python code expects; _kernels.c carries the same number.
 INTERFACE_VERSION = 3
-_BUILD = ('build it with the package: `pip install -e .` (or `make setup`) in a checkout, '
-          '`colcon build` in a ROS 2 workspace, or `python setup.py build_ext --inplace`; '
-          'a C compiler and the Python headers are needed')
 
-try:
-    from . import _kernels as kernels
-except ImportError as exc:
-    raise ImportError(f'gep_ros.wire._kernels (the compiled event decoders) is not built or '
-                      f'does not load ({exc}): {_BUILD}') from exc
-
-if getattr(kernels, 'INTERFACE_VERSION', None) != INTERFACE_VERSION:
-    raise ImportError(f'gep_ros.wire._kernels at {kernels.__file__} was built from another '
-                      f'version of _kernels.c (interface '
-                      f'{getattr(kernels, "INTERFACE_VERSION", None)}, expected '
-                      f'{INTERFACE_VERSION}): rebuild it; {_BUILD}')
+kernels = load_extension('gep_ros.wire._kernels', INTERFACE_VERSION,
+                         'the compiled event decoders')
 
 
 def _check_layout():
