@@ -224,9 +224,8 @@ def synthesise(work, budget, pool):
     """Write every bag of the experiment; return {'train', 'teacher', 'eval': [paths]}."""
     plan = bag_plan(work, budget)
     jobs = [job for kind in plan for job in plan[kind]]
-    pool_map = pool.map(write_bag, [j[0] for j in jobs], [j[1] for j in jobs],
-                        [j[2] for j in jobs], [budget.get('camera')] * len(jobs))
-    list(pool_map)
+    list(pool.map(write_bag, [j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs],
+                  [budget.get('camera')] * len(jobs)))
     return {kind: [job[0] for job in jobs] for kind, jobs in plan.items()}
 
 
