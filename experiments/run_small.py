@@ -45,10 +45,14 @@ import time
 
 import torch
 
+from gep_model.metrics import DepthMetrics, SegmentationMetrics
+from gep_model.registry import variant_config
 from training.data.cache import build_cache
+from training.data.dataset import WindowDataset
 from training.run import export, load_config, train
+from training.stages.data import datasets
 from training.stages.finetune import FinetuneStage
-from training.stages.teacher import (FrameFinetuneStage, teacher_checkpoint,
+from training.stages.teacher import (FrameFinetuneStage, FramesAsEvents, teacher_checkpoint,
                                      train_frame_reference, train_teacher)
 from training.synthetic.bag import write_synth_bag
 from training.synthetic.layout import SceneConfig
@@ -96,10 +100,10 @@ BUDGETS = {
         'seeds': [0, 1],
         'labels': [2, 4],
         'input_size': [42, 56],
-        'camera': [96, 72],
-        'train_bags': 2, 'train_seconds': 0.6,
-        'teacher_bags': 1, 'teacher_seconds': 0.6,
-        'eval_bags': 3, 'eval_seconds': 0.5, 'eval_val_fraction': 0.8,
+        'camera': [64, 48],
+        'train_bags': 2, 'train_seconds': 0.5,
+        'teacher_bags': 1, 'teacher_seconds': 0.5,
+        'eval_bags': 2, 'eval_seconds': 0.5, 'eval_val_fraction': 0.8,
         'teacher': {'steps': 3, 'batch_size': 4, 'lr': 1e-3},
         'align': {'steps': 2, 'batch_size': 4},
         'generative': {'steps': 2, 'batch_size': 4, 'sequence_length': 4},
@@ -189,19 +193,31 @@ def stage_config(stage, budget, sources, cache, seed, labels=None, **extra):
     return load_config(CONFIGS / f'{stage}_tiny_cpu.yaml', overrides)
 
 
-def evaluate(run, budget, eval_bag, cache, frames=False):
-    """Score a fine-tuned run on an evaluation bag's validation windows (frames: its frames)."""
-    config = stage_config('finetune', budget, [eval_bag], cache, 0, init=str(run),
-                          **{'data.val_fraction': budget['eval_val_fraction']})
-    stage = (FrameFinetuneStage if frames else FinetuneStage)(config, torch.device('cpu'))
-    stage.model.eval()
-    with torch.no_grad():
-        metrics = stage.evaluate(stage.model)
-    return {'abs_rel': metrics.get('depth_abs_rel', math.nan),
-            'miou': metrics.get('seg_miou', math.nan),
-            'delta1': metrics.get('depth_delta1', math.nan),
-            'pixel_acc': metrics.get('seg_pixel_acc', math.nan),
-            'val_items': len(stage.val_set)}
+def evaluate(run, budget, eval_bags, cache, frames=False):
+    """Score a fine-tuned run on each evaluation bag's validation windows (frames: its frames).
+
+    The run is loaded once; each bag's validation windows then take the stage's val_set in
+    turn. Returns one dict of scores per bag.
+    """
+    stage, scores = None, []
+    for bag in eval_bags:
+        config = stage_config('finetune', budget, [bag], cache, 0, init=str(run),
+                              **{'data.val_fraction': budget['eval_val_fraction']})
+        if stage is None:
+            stage = (FrameFinetuneStage if frames else FinetuneStage)(config, torch.device('cpu'))
+            stage.model.eval()
+        else:
+            val_set = datasets(config, budget['finetune']['sequence_length'])[1]
+            stage.val_set = FramesAsEvents(val_set) if frames else val_set
+        with torch.no_grad():
+            metrics = stage.evaluate(stage.model)
+        scores.append({'eval_bag': bag.name,
+                       'abs_rel': metrics.get('depth_abs_rel', math.nan),
+                       'miou': metrics.get('seg_miou', math.nan),
+                       'delta1': metrics.get('depth_delta1', math.nan),
+                       'pixel_acc': metrics.get('seg_pixel_acc', math.nan),
+                       'val_items': len(stage.val_set)})
+    return scores
 
 
 def bag_plan(work, budget):
@@ -219,6 +235,48 @@ def write_bag(path, seconds, seed, camera):
     config = SceneConfig(width=camera[0], height=camera[1]) if camera else None
     write_synth_bag(path, seconds=seconds, seed=seed, config=config)
     return path
+
+
+def priors(bags, budget, cache):
+    """Score two predictions that ignore the input, fitted on the training bags' labels.
+
+    Depth: the median log depth of each image row; segmentation: the most frequent class of
+    each pixel. Scored like `evaluate` (each sequence's newest window of an evaluation bag's
+    validation split), they show how much of a score the scenes' layout alone gives.
+    Returns [{'eval_bag', 'abs_rel', 'miou'}].
+    """
+    size = tuple(budget['input_size'])
+    heads = variant_config('gep_tiny').heads
+    train_set = WindowDataset(build_cache(bags['train'], cache, REPRESENTATION, size, WINDOW),
+                              'train', 1)
+    log_depth, counts = [], torch.zeros(heads.num_classes, *size)
+    for first in range(0, len(train_set), 64):
+        b = train_set.batch(range(first, min(first + 64, len(train_set))))
+        depth, labels = b['depth'][:, 0], b['labels'][:, 0]  # (B, H, W)
+        ok = torch.isfinite(depth) & (depth > 0) & b['has_depth'][:, 0, None, None]
+        log_depth.append(torch.where(ok, depth.clamp_min(1e-6).log(), math.nan))
+        labels = labels[b['has_labels'][:, 0]]
+        for c in range(heads.num_classes):
+            counts[c] += (labels == c).sum(0)
+    rows = torch.cat(log_depth).permute(1, 0, 2).flatten(1)  # (H, N * W)
+    depth = rows.nanmedian(dim=1).values.exp()[:, None].expand(size).contiguous()
+    classes = counts.argmax(0)  # (H, W)
+    scores = []
+    length = budget['finetune']['sequence_length']
+    for bag in bags['eval']:
+        val = WindowDataset(build_cache([bag], cache, REPRESENTATION, size, WINDOW,
+                                        val_fraction=budget['eval_val_fraction']), 'val', length)
+        dm = DepthMetrics(min_depth=heads.min_depth, max_depth=heads.max_depth)
+        sm = SegmentationMetrics(heads.num_classes)
+        for item in range(len(val)):
+            b = val[item]
+            if bool(b['has_depth'][-1]):
+                dm.update(depth[None], b['depth'][-1:])
+            if bool(b['has_labels'][-1]):
+                sm.update(classes[None], b['labels'][-1:])
+        scores.append({'eval_bag': bag.name, 'abs_rel': dm.compute()['abs_rel'],
+                       'miou': sm.compute()['miou']})
+    return scores
 
 
 def synthesise(work, budget, pool):
@@ -321,7 +379,13 @@ def markdown(report):
     for row in report['summary']:
         lines.append(f'| {row["labels"]} | {NAMES[row["arm"]]} | {_fmt(row["abs_rel"])} | '
                      f'{_fmt(row["miou"])} | {row["abs_rel"]["n"]} |')
+    prior = report['priors']
     lines += [
+        '', "Input-free priors, fitted on the training bags' labels and scored the same way "
+        '(mean over the evaluation bags): depth AbsRel '
+        f'{statistics.fmean(p["abs_rel"] for p in prior):.3f} from the median depth of each '
+        f'image row, mIoU {statistics.fmean(p["miou"] for p in prior):.3f} from the most '
+        'frequent class of each pixel.',
         '', '## Paired differences (same seed, same labelled subset)', '',
         'AbsRel: negative favours GEP; mIoU: positive favours GEP. * marks a 95% interval '
         'that excludes zero.', '',
@@ -378,15 +442,13 @@ def finetune_and_score(seed, labels, budget, bags, cache, inits, runs, quiet=Fal
         own = clock.part(f'{tag} finetune', finetune_arm, arm, inits[arm], budget, bags, cache,
                          seed, labels, run)
         wall = round(time.perf_counter() - began, 2)
-        mine = []
-        for bag in bags['eval']:
-            scores = clock.part(f'{tag} evaluate {bag.name}', evaluate, run, budget, bag, cache,
-                                arm == 'teacher_frames')
-            mine.append({'arm': arm, 'seed': seed, 'labels': labels, 'eval_bag': bag.name,
-                         **scores, 'event_only': arm != 'teacher_frames',
-                         'train_val_abs_rel': own.get('depth_abs_rel', math.nan),
-                         'train_val_miou': own.get('seg_miou', math.nan),
-                         'finetune_wall_s': wall})
+        scores = clock.part(f'{tag} evaluate', evaluate, run, budget, bags['eval'], cache,
+                            arm == 'teacher_frames')
+        mine = [{'arm': arm, 'seed': seed, 'labels': labels, **score,
+                 'event_only': arm != 'teacher_frames',
+                 'train_val_abs_rel': own.get('depth_abs_rel', math.nan),
+                 'train_val_miou': own.get('seg_miou', math.nan), 'finetune_wall_s': wall}
+                for score in scores]
         if not quiet:
             print(f'  {tag}: AbsRel {statistics.fmean(r["abs_rel"] for r in mine):.4f}, '
                   f'mIoU {statistics.fmean(r["miou"] for r in mine):.4f}', flush=True)
@@ -433,6 +495,7 @@ def _run_experiment(mode, work, results_dir, name, workers, quiet):
     try:
         bags = clock.part('synthesise bags', synthesise, work, budget, pool)
         clock.part('window caches', build_caches, bags, budget, cache, pool)
+        prior = clock.part('input-free priors', priors, bags, budget, cache)
         teacher = clock.part('teacher', train_teacher, bags['teacher'],
                              work / 'teacher.safetensors', budget['input_size'],
                              budget['teacher']['steps'], seed=0, cache=cache,
@@ -474,6 +537,7 @@ def _run_experiment(mode, work, results_dir, name, workers, quiet):
                             for kind, paths in bags.items()},
               'representation': REPRESENTATION, 'window': WINDOW, 'variant': 'gep_tiny',
               'teacher': teacher, 'results': results, 'summary': summary, 'paired': paired,
+              'priors': prior,
               'statistics': 'per seed: mean over the evaluation bags; mean and two-sided 95% '
                             'Student-t interval over seeds; paired: same seed and subset',
               'wall_s': round(clock.total(), 1), 'parts_s': clock.parts,

@@ -50,6 +50,8 @@ def test_quick_run_writes_every_run_with_the_fields(quick):
     seeds = written['bag_seeds']
     assert not set(seeds['eval']) & (set(seeds['train']) | set(seeds['teacher']))
     assert written['teacher']['method'] == 'masked autoencoder'
+    assert [p['eval_bag'] for p in written['priors']] == sorted({r['eval_bag'] for r in rows})
+    assert all(0.0 < p['abs_rel'] < 50.0 and 0.0 <= p['miou'] <= 1.0 for p in written['priors'])
     summary = {(s['labels'], s['arm']): s for s in written['summary']}
     assert set(summary) == {(n, a) for n in budget['labels'] for a in run_small.ARMS}
     assert all(s['abs_rel']['n'] == len(budget['seeds']) for s in summary.values())
