@@ -112,10 +112,8 @@ def export(checkpoint, out_dir):
     from gep_model.config import config_from_dict
     from gep_model.model import GEPModel
 
-    from .engine.checkpoint import load_checkpoint
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / 'last.pt'
+    from .engine.checkpoint import checkpoint_file, load_checkpoint
+    path = checkpoint_file(checkpoint)
     if not path.exists():
         raise TrainError(f'{path}: no such checkpoint')
     ckpt = load_checkpoint(path)

@@ -64,6 +64,12 @@ def save_checkpoint(folder, payload, name=LAST):
     return path
 
 
+def checkpoint_file(path):
+    """Return the checkpoint a path names: a run folder's LAST, or the file itself."""
+    path = Path(path)
+    return path / LAST if path.is_dir() else path
+
+
 def load_checkpoint(path, map_location='cpu'):
     """Load a checkpoint without executing code (weights_only)."""
     return torch.load(path, map_location=map_location, weights_only=True)

@@ -10,7 +10,7 @@ from gep_model.config import config_from_dict
 from gep_model.model import GEPModel
 from gep_model.registry import variant_config
 
-from ..engine.checkpoint import load_checkpoint
+from ..engine.checkpoint import checkpoint_file, load_checkpoint
 
 
 class ConfigError(ValueError):
@@ -48,9 +48,7 @@ def build_model(config):
     init = config.get('init')
     if not init:
         return GEPModel(model_config(config))
-    path = Path(init)
-    if path.is_dir():
-        path = path / 'last.pt'
+    path = checkpoint_file(init)
     if not path.exists():
         raise ConfigError(f'init: no checkpoint at {path}')
     ckpt = load_checkpoint(path)
