@@ -20,6 +20,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gep_ros.wire._kernels writes little-endian records and needs a little-endian host"
 #endif
@@ -188,20 +192,12 @@ static inline void put_event(event_t *e, int64_t t, uint64_t x, uint64_t y, uint
     memcpy(&e->x, &rest, sizeof rest);
 }
 
-/* Codes of 4 words packed in a uint64 (word k in bits 16 k .. 16 k + 15). */
-#define CODE_BITS 0xF000F000F000F000ull
-
 /*
- * Decode words[i:end) from the state in c; return where decoding stopped (end, or the index
- * of the word named by c->ended). Word after word as event_camera_codecs does, with a fast
- * path for the groups that dominate real recordings at moderate event rates: an optional
- * TIME_HIGH, then TIME_LOW, ADDR_Y, ADDR_X (one event with its own time and row), or ADDR_Y,
- * ADDR_X. Each is recognised from one 64-bit load and decoded without a branch per word,
- * which a switch over word types cannot avoid: which word comes next is the data's entropy,
- * and mispredicted jumps cost more than the decoding itself. The fast path is off under a
- * time limit (decode-until is not the streaming path) and within 8 words of `end`.
+ * Decode words[i:end) from the state in c, word after word as event_camera_codecs does;
+ * return where decoding stopped (end, or the index of the word named by c->ended).
  */
-static Py_ssize_t decode_span(evt3_ctx *c, const uint16_t *words, Py_ssize_t i, Py_ssize_t end)
+static Py_ssize_t decode_words(evt3_ctx *c, const uint16_t *words, Py_ssize_t i,
+                               Py_ssize_t end)
 {
     unsigned y = c->y, pol = c->pol;
     uint16_t base = c->base;
@@ -211,59 +207,9 @@ static Py_ssize_t decode_span(evt3_ctx *c, const uint16_t *words, Py_ssize_t i, 
     event_t *const ev = c->ev;
     const Py_ssize_t ev_cap = c->ev_cap;
     Py_ssize_t ne = c->ne, nt = c->nt;
-    /* The fast path knows EVT3's clock only (libcaer_cmp's never wraps). */
-    const Py_ssize_t fast_end = c->has_limit || !rollover ? -1 : end - 8;
     int ended = 0;
 
     while (i < end) {
-        /* The fast path, as a loop of its own so that its few variables stay in registers;
-         * it leaves at the first word it does not take. */
-        while (i <= fast_end && ne < ev_cap) {
-            uint64_t q0, q1;
-            memcpy(&q0, words + i, 8);
-            memcpy(&q1, words + i + 4, 8);
-            /* A leading TIME_HIGH is applied without a branch, then skipped. */
-            uint64_t is_high = (q0 & 0xF000u) == ((uint64_t)TIME_HIGH << 12);
-            uint64_t keep = -is_high;
-            int64_t high2 = next_high(1, high, (int64_t)(q0 & 0xFFFu));
-            high ^= (high ^ high2) & (int64_t)keep;
-            uint64_t q = q0 ^ ((q0 ^ ((q0 >> 16) | (q1 << 48))) & keep);
-            uint64_t x;
-            if ((q & 0x0000F000F000F000ull) == ((uint64_t)ADDR_X << 44 | (uint64_t)TIME_LOW << 12)) {
-                /* TIME_LOW, ADDR_Y, ADDR_X */
-                low = (int64_t)(q & 0xFFFu);
-                q >>= 16;
-                i += 3 + (Py_ssize_t)is_high;
-            } else if ((q & 0xF000F000ull) == ((uint64_t)ADDR_X << 28 | (uint64_t)ADDR_Y << 12)) {
-                /* ADDR_Y, ADDR_X */
-                i += 2 + (Py_ssize_t)is_high;
-            } else {
-                if (is_high) {
-                    now = time_ns(c, high, low);
-                    i += 1;
-                    continue;
-                }
-                /* Four words that carry no CD events (OTHERS, CONTINUED_4, CONTINUED_12, as
-                 * monitoring groups come): lane k of n holds the code of word k; it is 14 or
-                 * 15 where n + 2 reaches 16, and 7 where (n ^ 7) + 15 stays below 16. */
-                uint64_t n = (q0 >> 12) & 0x000F000F000F000Full;
-                uint64_t quiet = ((n + 0x0002000200020002ull)
-                                  | ~((n ^ 0x0007000700070007ull) + 0x000F000F000F000Full))
-                                 & 0x0010001000100010ull;
-                if (quiet != 0x0010001000100010ull)
-                    break;
-                i += 4;
-                continue;
-            }
-            /* q: ADDR_Y in bits 0-15, ADDR_X in bits 16-31 */
-            y = (unsigned)q & 0x7FFu;
-            x = (q >> 16) & 0x7FFu;
-            now = time_ns(c, high, low);
-            put_event(&ev[ne], now, x, y, (q >> 27) & 1u);
-            ne += (x < width) & (y < height);
-        }
-        if (i >= end)
-            break;
         unsigned w = words[i];
         unsigned v = w & 0xFFFu;
         switch (w >> 12) {
@@ -348,6 +294,204 @@ out:
     c->ne = ne;
     c->nt = nt;
     c->ended = ended;
+    return i;
+}
+
+/*
+ * The streaming path decodes blocks of 63 words at a time while a block holds only ADDR_Y,
+ * ADDR_X, TIME_LOW, TIME_HIGH, EXT_TRIGGER and quiet words (CONTINUED_4, OTHERS,
+ * CONTINUED_12), as real recordings at moderate rates do. A word-by-word decoder pays for the
+ * data's entropy: which word comes next is unpredictable, and mispredicted jumps cost more
+ * than the decoding. Here one pass classifies the block into bit masks (16 words per SSE2
+ * compare), and each event then finds its row and clock as the highest set bit of the
+ * row's, TIME_LOW's and TIME_HIGH's masks below its own position: no branch depends on the
+ * word order. Bit 0 of each mask stands for the value carried into the block, so a block is
+ * the 63 words at positions 1..63. Anything else in a block (vectors, a TIME_HIGH that
+ * wraps, an unsupported word) leaves that block to decode_words.
+ */
+#define BLOCK 63
+
+typedef struct {
+    uint64_t y, x, low, high, trigger, known;
+} block_masks;
+
+/* Masks of the word codes at positions 0..63 of words. */
+static inline void classify(const uint16_t *words, block_masks *m)
+{
+#if defined(__SSE2__)
+    __m128i codes[4];
+    for (int k = 0; k < 4; k++) {
+        __m128i a = _mm_srli_epi16(_mm_loadu_si128((const __m128i *)(words + 16 * k)), 12);
+        __m128i b = _mm_srli_epi16(_mm_loadu_si128((const __m128i *)(words + 16 * k + 8)), 12);
+        codes[k] = _mm_packus_epi16(a, b);
+    }
+#define BITS_OF(test) \
+    ((uint64_t)(uint16_t)_mm_movemask_epi8(test(codes[0])) \
+     | (uint64_t)(uint16_t)_mm_movemask_epi8(test(codes[1])) << 16 \
+     | (uint64_t)(uint16_t)_mm_movemask_epi8(test(codes[2])) << 32 \
+     | (uint64_t)(uint16_t)_mm_movemask_epi8(test(codes[3])) << 48)
+#define IS_CODE(v, code) _mm_cmpeq_epi8(v, _mm_set1_epi8(code))
+#define IS_Y(v) IS_CODE(v, ADDR_Y)
+#define IS_X(v) IS_CODE(v, ADDR_X)
+#define IS_LOW(v) IS_CODE(v, TIME_LOW)
+#define IS_HIGH(v) IS_CODE(v, TIME_HIGH)
+#define IS_TRIGGER(v) IS_CODE(v, EXT_TRIGGER)
+#define IS_QUIET(v) _mm_or_si128(IS_CODE(v, CONTINUED_4), \
+                                 _mm_cmpgt_epi8(v, _mm_set1_epi8(OTHERS - 1)))
+    m->y = BITS_OF(IS_Y);
+    m->x = BITS_OF(IS_X);
+    m->low = BITS_OF(IS_LOW);
+    m->high = BITS_OF(IS_HIGH);
+    m->trigger = BITS_OF(IS_TRIGGER);
+    m->known = m->y | m->x | m->low | m->high | m->trigger | BITS_OF(IS_QUIET);
+#else
+    uint64_t y = 0, x = 0, low = 0, high = 0, trigger = 0, quiet = 0;
+    for (int k = 0; k < 64; k++) {
+        unsigned code = words[k] >> 12;
+        y |= (uint64_t)(code == ADDR_Y) << k;
+        x |= (uint64_t)(code == ADDR_X) << k;
+        low |= (uint64_t)(code == TIME_LOW) << k;
+        high |= (uint64_t)(code == TIME_HIGH) << k;
+        trigger |= (uint64_t)(code == EXT_TRIGGER) << k;
+        quiet |= (uint64_t)(code == CONTINUED_4 || code >= OTHERS) << k;
+    }
+    m->y = y;
+    m->x = x;
+    m->low = low;
+    m->high = high;
+    m->trigger = trigger;
+    m->known = y | x | low | high | trigger | quiet;
+#endif
+}
+
+/* The position of the highest set bit of m, which is not 0. */
+static inline int top_bit(uint64_t m)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    uint64_t r;
+    __asm__("bsrq %1, %0" : "=r"(r) : "rm"(m));  /* 63 - clz, which compilers do not fold */
+    return (int)r;
+#elif defined(__GNUC__) || defined(__clang__)
+    return 63 - __builtin_clzll(m);
+#else
+    int r = 0;
+    while (m >>= 1)
+        r++;
+    return r;
+#endif
+}
+
+static inline int low_bit(uint64_t m)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(m);
+#else
+    int b = 0;
+    while (!(m & 1u)) {
+        m >>= 1;
+        b++;
+    }
+    return b;
+#endif
+}
+
+/* Decode whole blocks from i as long as they qualify; return where it stopped. */
+static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i,
+                                Py_ssize_t end)
+{
+    /* A row carried in above 11 bits (a state from elsewhere) does not fit the tables. */
+    if (c->y > 0x7FFu)
+        return i;
+    uint64_t y = c->y, low = (uint64_t)c->low, high = ((uint64_t)c->high >> 12) & 0xFFFu;
+    const uint64_t wraps = ((uint64_t)c->high >> 24) << 24;
+    const uint64_t offset = (uint64_t)c->offset_us;
+    const uint64_t width = (uint64_t)c->width, height = (uint64_t)c->height;
+    event_t *const ev = c->ev;
+    trigger_t *const tr = c->tr;
+    Py_ssize_t ne = c->ne, nt = c->nt;
+    /* The block's words at 1..63, behind the value carried in for the row, TIME_LOW and
+     * TIME_HIGH: one table per field, so that a lookup needs no branch for position 0. */
+    uint16_t rows[64], lows[64], highs[64];
+    while (end - i >= BLOCK) {
+        memcpy(rows + 1, words + i, BLOCK * sizeof *words);
+        rows[0] = 0;
+        block_masks m;
+        classify(rows, &m);
+        if ((m.known | 1u) != ~(uint64_t)0)
+            break;
+        /* The TIME_HIGHs in order; one that wraps leaves the block to decode_words. */
+        uint64_t last = high, wrap = 0;
+        for (uint64_t b = m.high & ~(uint64_t)1; b; b &= b - 1) {
+            uint64_t v = rows[low_bit(b)] & 0xFFFu;
+            wrap |= (int64_t)(last - v) > ROLLOVER_TOLERANCE;
+            last = v;
+        }
+        if (wrap)
+            break;
+        memcpy(lows, rows, sizeof rows);
+        memcpy(highs, rows, sizeof rows);
+        rows[0] = (uint16_t)y;
+        lows[0] = (uint16_t)low;
+        highs[0] = (uint16_t)high;
+        const uint64_t row_bits = m.y | 1u, low_bits = m.low | 1u, high_bits = m.high | 1u;
+        for (uint64_t b = m.x & ~(uint64_t)1; b; b &= b - 1) {
+            int k = low_bit(b);
+            uint64_t below = ((uint64_t)2 << k) - 1;
+            uint64_t row = rows[top_bit(row_bits & below)] & 0x7FFu;
+            uint64_t t = ((wraps | (uint64_t)(highs[top_bit(high_bits & below)] & 0xFFFu) << 12
+                           | (lows[top_bit(low_bits & below)] & 0xFFFu)) + offset) * NS_PER_US;
+            uint64_t w = rows[k], x = w & 0x7FFu;
+            /* Written always, counted only when inside the sensor: slot ne exists, since the
+             * arrays hold one per ADDR_X and this ADDR_X has not been counted. */
+            put_event(&ev[ne], (int64_t)t, x, row, (w >> 11) & 1u);
+            ne += (x < width) & (row < height);
+        }
+        for (uint64_t b = m.trigger & ~(uint64_t)1; b; b &= b - 1) {
+            int k = low_bit(b);
+            uint64_t below = ((uint64_t)2 << k) - 1;
+            uint64_t t = ((wraps | (uint64_t)(highs[top_bit(high_bits & below)] & 0xFFFu) << 12
+                           | (lows[top_bit(low_bits & below)] & 0xFFFu)) + offset) * NS_PER_US;
+            trigger_t *out = &tr[nt++];
+            out->t = (int64_t)t;
+            out->p = (uint8_t)(rows[k] & 1u);
+            out->id = (uint8_t)((rows[k] >> 8) & 0xFu);
+            memset(out->pad, 0, sizeof out->pad);
+        }
+        if (m.y & ~(uint64_t)1)
+            y = rows[top_bit(m.y & ~(uint64_t)1)] & 0x7FFu;
+        if (m.low & ~(uint64_t)1)
+            low = lows[top_bit(m.low & ~(uint64_t)1)] & 0xFFFu;
+        high = last;
+        i += BLOCK;
+    }
+    c->y = (unsigned)y;
+    c->low = (int64_t)low;
+    c->high = (int64_t)(wraps | high << 12);
+    c->now = time_ns(c, c->high, c->low);
+    c->ne = ne;
+    c->nt = nt;
+    return i;
+}
+
+/*
+ * Decode words[i:end) from the state in c; return where decoding stopped (end, or the index
+ * of the word named by c->ended). Blocks while they qualify, otherwise word by word up to
+ * the next block; the blocks are off under a time limit (decode-until is not the streaming
+ * path) and for libcaer_cmp's clock, which never wraps.
+ */
+static Py_ssize_t decode_span(evt3_ctx *c, const uint16_t *words, Py_ssize_t i, Py_ssize_t end)
+{
+    const int blocks = !c->has_limit && c->rollover;
+    while (i < end) {
+        if (blocks) {
+            i = decode_blocks(c, words, i, end);
+            if (i >= end)
+                break;
+        }
+        i = decode_words(c, words, i, end - i > BLOCK ? i + BLOCK : end);
+        if (c->ended)
+            break;
+    }
     return i;
 }
 
