@@ -235,9 +235,13 @@ def test_gep_synth_command(capsys, tmp_path):
 
 
 def test_two_seconds_at_346x260_is_fast():
-    """The brief's budget is 10 s for 2 s of simulation; check a quarter of it, scaled."""
-    start = time.perf_counter()
+    """The brief's budget is 10 s for 2 s of simulation; check a quarter of it, scaled.
+
+    In CPU time (the simulation runs on one thread): the wall clock also counts the time the
+    test waited for a core, which depends on what else the machine runs.
+    """
+    start = time.process_time()
     events, frames = SyntheticScene(seed=0).simulate(0.5)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert len(frames) == 10 and len(events) > 10_000
-    assert elapsed < 2.5, f'0.5 s of simulation took {elapsed:.2f} s'
+    assert elapsed < 2.5, f'0.5 s of simulation took {elapsed:.2f} s of CPU'

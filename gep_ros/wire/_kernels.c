@@ -536,7 +536,8 @@ static PyObject *new_array(PyObject *dtype, Py_ssize_t n, Py_buffer *view)
     PyObject *size = PyLong_FromSsize_t(n);
     if (size == NULL)
         return NULL;
-    PyObject *array = PyObject_CallFunctionObjArgs(np_empty, size, dtype, NULL);
+    PyObject *call[2] = {size, dtype};
+    PyObject *array = PyObject_Vectorcall(np_empty, call, 2, NULL);
     Py_DECREF(size);
     if (array == NULL)
         return NULL;
