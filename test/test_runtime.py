@@ -14,15 +14,18 @@ from gep_model.runtime.step import export_program
 CUDA = torch.cuda.is_available()
 
 
+SIZE = (56, 84)  # small windows: eager steps on a CPU dominate this file's time
+
+
 @pytest.fixture(scope='module')
 def artifact(tmp_path_factory):
     torch.manual_seed(2)
     folder = tmp_path_factory.mktemp('rt') / 'tiny'
-    save_artifact(GEPModel(variant_config('gep_tiny')), folder)
+    save_artifact(GEPModel(variant_config('gep_tiny', input_size=SIZE)), folder)
     return load_artifact(folder)
 
 
-def windows(n, size=(252, 350), seed=0):
+def windows(n, size=SIZE, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, *size, generator=g)
 
