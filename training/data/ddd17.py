@@ -1,23 +1,24 @@
 """DDD17 segmentation sequences as sample dicts: DAVIS346 events, APS frames, 6-class labels.
 
 One DDD17 sequence folder `dirN` of the Ev-SegNet segmentation release as ESS and GEP
-use it (GEP's src/pre_ddd.py:29-41, src/dataset.py:664-704):
+use it (GEP's src/pre_ddd.py:33-41, src/dataset.py:664-704):
 
     events.dat.t              int64 (M,) event times, nanoseconds, sorted
     events.dat.xyp            int16 (M, 3) [x, y, polarity in {0, 1}]; both raw memmaps,
                               M = size of events.dat.t / 8
-    index/index_<n>ms.npy     (F, 3) per frame j: [timestamp ns, last event before it,
-                              first event n ms earlier]; frame id j + 1 (pre_ddd.py:117-133)
+    index/index_<n>ms.npy     (F, 3) per frame j: [timestamp ns, then two event indices:
+                              GEP renders events[col 2:col 1], pre_ddd.py:121-127]; the
+                              frame's id is j + 1 (pre_ddd.py:134)
     imgs/*.png                the grey APS frames, named by frame id: img_00000012.png
-                              (dir0, dir1) or 0000000012.png (dataset.py:689-693); the
+                              (dir0, dir1) or 0000000012.png (dataset.py:692-695); the
                               imgs/*.jpg beside them are GEP's rendered event images,
                               not read here
     segmentation_masks/segmentation_00000012.png   labels of frame 12, 0..5 (DDD17_6)
 
 Windows end at the frame timestamps (the index's first column) and are cut from the event
 times by the config's window, as for DSEC and MVSEC; GEP renders 250 ms of events per frame
-(index_250ms.npy, pre_ddd.py:33, 117-125), so the DDD17 configs set duration_ms 250.
-The sensor is 260 x 346 (pre_ddd.py:171); Ev-SegNet's labels cover the top 200 rows (the
+(index_250ms.npy, pre_ddd.py:35, 121-127), so the DDD17 configs set duration_ms 250.
+The sensor is 260 x 346 (pre_ddd.py:170); Ev-SegNet's labels cover the top 200 rows (the
 car's bonnet below is cut) and are padded with 255 (no label) below, as DSEC's. A frame id
 without its png gets a black frame (logged): the fine-tuning stage is event-only; stage 1
 needs the frames. `labelled_only` keeps only frames with a mask.
@@ -36,7 +37,7 @@ from .bag_windows import centred_bounds, file_identity, window_params, window_sl
 
 log = logging.getLogger('training.data')
 NO_LABEL = 255
-SENSOR = (260, 346)  # DAVIS346, pre_ddd.py:171
+SENSOR = (260, 346)  # DAVIS346, pre_ddd.py:170
 FRAME_NAME = re.compile(r'^(?:img_)?(\d+)$')
 MASK_NAME = re.compile(r'^segmentation_(\d+)$')
 

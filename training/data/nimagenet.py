@@ -1,22 +1,22 @@
 """N-ImageNet split folders as sample dicts: one window per event file, with its category.
 
 One N-ImageNet split folder (the layout of the N-ImageNet release, extracted, and what GEP
-reads: src/pre_nim.py:57-67, src/dataset.py:234-275):
+reads: src/pre_nim.py:56-66, 133-134, src/dataset.py:234-275):
 
     <split>/<wnid>/<name>.npz   event_data: structured (N,) with fields x, y, t, p;
                                 t in microseconds, p in {0, 1} (or bool); 480 x 640 sensor
-                                (pre_nim.py:139 renders every file at 480 x 640)
+                                (pre_nim.py:146 renders every file at 480 x 640)
     <split>/<wnid>/<name>.JPEG  the ImageNet image the events were recorded from, when
                                 present (GEP's extracted_* folders hold it beside the
-                                events, dataset.py:265-268); otherwise under `images`, as
+                                events, dataset.py:256-260); otherwise under `images`, as
                                 <images>/<wnid>/<name>.JPEG or <images>/<name>.JPEG
 
 Each event file is one sample whose window is the whole file (GEP renders all of a file's
-events into one image, pre_nim.py:130-139). The category is the class folder's index: in
+events into one image, pre_nim.py:131-146). The category is the class folder's index: in
 the `class_index` JSON when given (ImageNet's {"0": ["n01440764", "tench"], ...}, the
 format of GEP's src/imagenet_class_index.json), otherwise the folder's rank among the
 sorted folder names, which is ImageNet's order when all 1000 folders are present. (GEP's
-NIMAClsDataset numbers the folders in os.listdir order, dataset.py:246, which depends on
+NIMAClsDataset numbers the folders in os.listdir order, dataset.py:250, which depends on
 the file system; we do not.) A file without its image gets a black frame (logged).
 
 The files are independent recordings, while the cache splits each source by time. So the
@@ -39,7 +39,7 @@ from .bag_windows import file_identity
 
 log = logging.getLogger('training.data')
 US = 1000  # nanoseconds per microsecond
-SENSOR = (480, 640)  # pre_nim.py:139
+SENSOR = (480, 640)  # pre_nim.py:146
 GAP_NS = 1_000_000  # between consecutive samples on the shared clock
 IMAGE_SUFFIXES = ('.JPEG', '.jpeg', '.jpg', '.png')
 
