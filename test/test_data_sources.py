@@ -152,6 +152,9 @@ def test_config_sources_of_every_kind_build_one_cache(data_sets, tmp_path):
     assert [bool(item['has_labels']) for item in ddd17] == [False, True, False, True]
     assert train.labelled_items()[:6] == [0, 2, 3, 4, 6, 8]  # DSEC 0, 2; MVSEC; DDD17 2, 4
     assert {9, 10, 11} <= set(train.labelled_items())  # N-ImageNet: its category
+    # Without a source of categories the cache has no category column, as before.
+    alone, _ = datasets(config(data_sets, tmp_path, sources[:1]), 1)
+    assert 'category' not in alone[0] and len(alone) == 3
 
 
 @pytest.mark.parametrize('entry, message', [
