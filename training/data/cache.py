@@ -10,7 +10,8 @@ shards of `shard_size` samples each:
     labels      (N, H, W)    uint8    class ids, 255 where unlabelled or absent (nearest)
     has_depth, has_labels (N,) bool   whether the source had that GT for the sample
     category    (N,)         int64    class index of the sample, -1 where none; only in
-                                      caches of sources that carry one (N-ImageNet)
+                                      caches with a source that carries one (a reader
+                                      with yields_category = True: N-ImageNet)
     stamps, t0, t1 (N,) int64         window end, start and end (ns)
     sequence, position (N,) int64     source index, and index within that source
 

@@ -101,6 +101,7 @@ class NImageNetFolder:
         self.limit = None if limit is None else int(limit)
         self.sensor = tuple(int(s) for s in sensor)
         self.root = root
+        self._image_of = None
 
     def image_path(self, events_path):
         """Return the ImageNet image of an event file, or None."""
@@ -114,9 +115,15 @@ class NImageNetFolder:
                     return path  # a .png beside the events is GEP's rendered event image
         return None
 
+    def _images(self):
+        """Return {file: its image or None}, looked up once (the folders are large)."""
+        if self._image_of is None:
+            self._image_of = {p: self.image_path(p) for p, _ in self.files}
+        return self._image_of
+
     def identity(self):
         paths = [p for p, _ in self.files]
-        images = [i for i in map(self.image_path, paths) if i]
+        images = [i for i in map(self._images().get, paths) if i]
         return {'kind': 'nimagenet', 'files': file_identity(paths + images),
                 'class_index': (file_identity([self.class_index]) if self.class_index
                                 else None), 'limit': self.limit, 'sensor': list(self.sensor)}
@@ -129,7 +136,7 @@ class NImageNetFolder:
             if len(events):
                 events['t'] += clock - events['t'][0]
             t0, t1 = clock, int(events['t'][-1]) if len(events) else clock
-            image = self.image_path(path)
+            image = self._images()[path]
             frame = cv2.imread(str(image), cv2.IMREAD_COLOR) if image else None
             if image and frame is None:
                 raise ValueError(f'{image}: not a readable image')
