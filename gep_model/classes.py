@@ -15,6 +15,17 @@ DSEC_11 = (
     ('traffic sign', (220, 220, 0)),
 )
 
+# DDD17's 6 classes of Ev-SegNet's labels (Alonso & Murillo 2019), as ESS and GEP use them
+# (GEP's finetune_ddd17 configs: num_classes 6), with the Cityscapes colour of a member.
+DDD17_6 = (
+    ('flat', (128, 64, 128)),
+    ('background', (70, 70, 70)),  # construction and sky
+    ('object', (220, 220, 0)),
+    ('vegetation', (107, 142, 35)),
+    ('human', (220, 20, 60)),
+    ('vehicle', (0, 0, 142)),
+)
+
 
 def default_classes(num_classes):
     """Return (names, palette) for `num_classes` classes: DSEC's where they fit."""

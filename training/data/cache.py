@@ -9,6 +9,9 @@ shards of `shard_size` samples each:
     depth       (N, H, W)    float32  metres, NaN where invalid or absent (nearest)
     labels      (N, H, W)    uint8    class ids, 255 where unlabelled or absent (nearest)
     has_depth, has_labels (N,) bool   whether the source had that GT for the sample
+    category    (N,)         int64    class index of the sample, -1 where none; only in
+                                      caches with a source that carries one (a reader
+                                      with yields_category = True: N-ImageNet)
     stamps, t0, t1 (N,) int64         window end, start and end (ns)
     sequence, position (N,) int64     source index, and index within that source
 
@@ -32,7 +35,6 @@ event is shared between the splits.
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 import shutil
 import tempfile
@@ -45,7 +47,8 @@ import torch.nn.functional as F  # noqa: N812 (the conventional alias)
 from gep_model.events import fit_to_input, make_representation, Representation
 from gep_model.events.fit import as_hw
 
-from .bag_windows import BagSource, window_params
+from .bag_windows import window_params
+from .sources import open_source
 
 log = logging.getLogger('training.data')
 FORMAT = 'gep-window-cache'
@@ -56,13 +59,12 @@ SPLITS = ('train', 'val', 'none')
 
 
 def as_source(source):
-    """Return a bag path as a BagSource, and readers (identity(), samples(window)) as is."""
-    if isinstance(source, (str, os.PathLike)):
-        return BagSource(source)
-    if not (hasattr(source, 'identity') and hasattr(source, 'samples')):
-        raise TypeError(f'cache source {source!r}: expected a bag path or a reader with '
-                        'identity() and samples(window)')
-    return source
+    """Return the reader of a source (training.data.sources.open_source).
+
+    A bag or data set path, a {format, path, ...} mapping, or a reader (identity(),
+    samples(window)) as is.
+    """
+    return open_source(source)
 
 
 def cache_key(sources, representation, input_size, window, val_fraction):
@@ -92,8 +94,11 @@ def _resize_nearest(array, size):
     return F.interpolate(tensor[None, None], size=size, mode='nearest-exact')[0, 0]
 
 
-def render_sample(sample, rep, size):
-    """Turn one sample dict into the cached tensors of one row (see the module docstring)."""
+def render_sample(sample, rep, size, category=False):
+    """Turn one sample dict into the cached tensors of one row (see the module docstring).
+
+    category: add the sample's 'category' (-1 where it has none) as a column.
+    """
     height, width = sample['sensor']
     events = rep(sample['events'], sample['t0'], sample['t1'], height, width)  # (C, h, w)
     events = fit_to_input(events, size, 'resize', fill=rep.background).to(torch.float16)
@@ -103,7 +108,7 @@ def render_sample(sample, rep, size):
     # Nearest neighbour keeps NaN holes and class ids intact, where bilinear would blend.
     depth = _resize_nearest(sample.get('depth'), size)
     labels = _resize_nearest(sample.get('labels'), size)
-    return {
+    row = {
         'events': events,
         'frames': frame,
         'depth': torch.full(size, float('nan')) if depth is None else depth.float(),
@@ -115,6 +120,10 @@ def render_sample(sample, rep, size):
         't0': torch.tensor(int(sample['t0'])),
         't1': torch.tensor(int(sample['t1'])),
     }
+    if category:
+        value = sample.get('category')
+        row['category'] = torch.tensor(-1 if value is None else int(value))
+    return row
 
 
 def time_split(t0, t1, val_fraction):
@@ -160,8 +169,9 @@ def build_cache(sources, out_dir, representation, input_size, window=None, shard
                 val_fraction=0.2):
     """Build (or find) the cache of `sources` under out_dir; return its folder.
 
-    sources: bag paths or readers (DsecSequence, MvsecSequence, BagSource); each is one
-    sequence. representation: a Representation or its params dict (name included), e.g.
+    sources: `data.sources` entries (training.data.sources: bag or data set paths,
+    {format, path, ...} mappings) or readers; each is one sequence. representation: a
+    Representation or its params dict (name included), e.g.
     gep_model.artifact.DEFAULT_REPRESENTATION. input_size: (H, W) or an int. window: the
     window dict of bag_windows.window_params.
     """
@@ -201,10 +211,14 @@ def _write(tmp, sources, rep, size, parts, shard_size, val_fraction):
                'has_labels': []}
     sequences = []
     window = parts['window']
+    # A category column only where a source carries one, so other caches stay as they were.
+    category = any(getattr(s, 'yields_category', False) for s in sources)
+    if category:
+        columns['category'] = []
     for seq, source in enumerate(sources):
         t0, t1 = [], []
         for position, sample in enumerate(source.samples(window)):
-            row = render_sample(sample, rep, size)
+            row = render_sample(sample, rep, size, category)
             row['sequence'], row['position'] = torch.tensor(seq), torch.tensor(position)
             shards.add(row)
             t0.append(int(sample['t0']))
@@ -212,6 +226,8 @@ def _write(tmp, sources, rep, size, parts, shard_size, val_fraction):
             columns['stamp_ns'].append(int(sample['stamp_ns']))
             columns['has_depth'].append(bool(row['has_depth']))
             columns['has_labels'].append(bool(row['has_labels']))
+            if category:
+                columns['category'].append(int(row['category']))
         splits, boundary = time_split(np.asarray(t0, np.int64), np.asarray(t1, np.int64),
                                       val_fraction)
         columns['sequence'] += [seq] * len(t0)

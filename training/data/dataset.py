@@ -13,6 +13,8 @@ whole. Items:
     labels      (T, H, W)    int64    class ids, 255 = ignore
     has_depth, has_labels, has_image (T,) bool  (every cached window has its frame)
     stamps, sequence, position (T,) int64
+    category    (T,)         int64    class index, -1 where none; only from caches of
+                                      sources with categories (N-ImageNet)
 
 `batch(indices)` stacks items into (B, T, ...) tensors: what the training engine asks a
 stage for. Stages that precompute per-window features address the cache rows directly:
@@ -49,6 +51,8 @@ class WindowDataset:
         self.position = np.asarray(samples['position'], np.int64)
         self.has_gt = (np.asarray(samples['has_depth'], bool)
                        | np.asarray(samples['has_labels'], bool))  # (N,) any GT per row
+        if 'category' in samples:  # classification: a category is GT too
+            self.has_gt |= np.asarray(samples['category'], np.int64) >= 0
         self.starts = _run_starts(self.sequence, self.position,
                                   np.asarray(samples['split']) == split, sequence_length)
         self._open = {}  # shard number -> safe_open handle, valid in process self._pid
@@ -80,7 +84,7 @@ class WindowDataset:
         return torch.ones(torch.as_tensor(rows).shape, dtype=torch.bool)
 
     def labelled_items(self):
-        """Return the items with depth or label GT in at least one of their windows."""
+        """Return the items with GT (depth, labels or category) in at least one window."""
         gt = np.cumsum(np.concatenate([[0], self.has_gt]))
         ends = self.starts + self.sequence_length
         return np.flatnonzero(gt[ends] - gt[self.starts] > 0).tolist()
@@ -146,6 +150,7 @@ def _as_item(rows):
         'stamps': rows['stamps'].long(),
         'sequence': rows['sequence'].long(),
         'position': rows['position'].long(),
+        **({'category': rows['category'].long()} if 'category' in rows else {}),
     }
 
 
