@@ -267,10 +267,18 @@ def segmentation_loss(logits, labels, ignore_index=255, dice_weight=1.0):
     return terms['ce'] + dice_weight * terms['dice'], terms
 
 
+NO_CATEGORY = -1  # the window cache's category of a window that has none
+
+
 def classification_loss(logits, labels, label_smoothing=0.0):
     """Return the mean cross-entropy of logits (B, C) against integer labels (B,).
 
     label_smoothing mixes the one-hot target with the uniform distribution (Szegedy et al.),
-    as torch.nn.functional.cross_entropy defines it. Scalar.
+    as torch.nn.functional.cross_entropy defines it. Windows labelled NO_CATEGORY (-1) are
+    left out of the mean; with none labelled the loss is 0 (and still part of the graph).
+    Scalar.
     """
-    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    if not bool((labels != NO_CATEGORY).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=NO_CATEGORY,
+                           label_smoothing=label_smoothing)

@@ -262,6 +262,12 @@ def test_classification_loss():
     eps = 0.1
     smoothed = -((1 - eps) * logp[range(5), labels.numpy()] + eps * logp.mean(1)).mean()
     _close(losses.classification_loss(logits, labels, label_smoothing=eps), smoothed)
+    # Windows without a category (-1 in the window cache) are left out of the mean.
+    some = torch.tensor([0, -1, 1, -1, 2])
+    _close(losses.classification_loss(logits, some),
+           -logp[[0, 2, 4], [0, 1, 2]].mean())
+    none = losses.classification_loss(logits.requires_grad_(), torch.full((5,), -1))
+    assert none.item() == 0 and none.requires_grad
 
 
 # --- depth metrics ---------------------------------------------------------------------------
