@@ -14,8 +14,8 @@ from gep_model.config import quarter_blocks
 from gep_model.model import GEPModel
 from gep_model.registry import variant_config
 from training.stages.common import ConfigError, model_config
-from training.stages.finetune import (apply_frames, AUX_LEVEL, FinetuneObjective,
-                                      FinetuneStage, layerwise_groups, lr_scales)
+from training.stages.finetune import (apply_frames, AUX_LEVEL, FinetuneObjective, FinetuneStage,
+                                      layerwise_groups, lr_scales, recognition_hits)
 from training.stages.finetune_augment import SequenceAugment
 
 SIZE = (56, 84)
@@ -210,3 +210,14 @@ def test_task_configs_hold_the_authors_settings(task, percentile, temporal, aux)
     mvsec = yaml.safe_load((CONFIGS / 'finetune_mvsec_depth_small_gpu.yaml').read_text())
     assert (mvsec['model']['heads']['min_depth'], mvsec['model']['heads']['max_depth']) == (
         0.1, 30.0)
+
+
+def test_recognition_scores_top1_and_top5_over_windows_with_a_category():
+    logits = torch.tensor([[0.0, 1, 2, 3, 4, 5, 6],    # ranks 6, 5, 4, 3, 2 first
+                           [6.0, 5, 4, 3, 2, 1, 0],
+                           [0.0, 5, 5, 5, 5, 9, 1],
+                           [9.0, 0, 0, 0, 0, 0, 0]])
+    category = torch.tensor([6, 2, 0, -1])  # top-1 hit, top-5 hit, miss, not scored
+    assert recognition_hits(logits, category) == (1, 2, 3)
+    # Fewer than 5 categories: top-5 is top-3 here.
+    assert recognition_hits(logits[:, :3], torch.tensor([2, 1, -1, 1])) == (1, 3, 3)

@@ -123,9 +123,12 @@ def test_bad_configs_are_one_line_errors(world, capsys):
     assert main(args(world, 'align', world / 'x', 'teacher=/no/such/file')) == 2
     assert main(args(world, 'finetune', world / 'y', 'loop.stepz=3')) == 2
     assert main(['train', 'export', str(world / 'nothing'), '--out', str(world / 'z')]) == 2
+    assert main(args(world, 'finetune', world / 'w', 'loop.batch_size=1',
+                     'data.sequence_length=1')) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith('gep: error: ') for line in err)
+    assert len(err) == 4 and all(line.startswith('gep: error: ') for line in err)
     assert 'no such weights file' in err[0] and 'loop.stepz' in err[1]
+    assert 'loop.batch_size 1 x data.sequence_length 1' in err[3]
 
 
 def test_stats_command_writes_the_data_statistics(world, tmp_path, capsys):

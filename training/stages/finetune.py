@@ -24,9 +24,10 @@ The recipe (uzh-rpg/generative_event_pretraining), each part a config key:
 import torch
 from torch import nn
 
-from gep_model.losses import classification_loss, depth_loss, segmentation_loss
+from gep_model.losses import classification_loss, depth_loss, NO_CATEGORY, segmentation_loss
 from gep_model.metrics import DepthMetrics, SegmentationMetrics
 from gep_model.nn.heads import FCNAuxHead
+from training.engine.trainer import LoopConfig
 
 from .common import build_model, ConfigError, freeze
 from .data import datasets, to_device
@@ -195,8 +196,14 @@ class FinetuneStage:
         except AugmentError as exc:
             raise ConfigError(str(exc)) from None
         self.tta_flip = bool((config.get('eval') or {}).get('tta_flip', False))
-        self.train_set, self.val_set = datasets(config, int(data.get('sequence_length', 2)))
+        length = int(data.get('sequence_length', 2))
         heads = gep.config.heads
+        batch = int((config.get('loop') or {}).get('batch_size', LoopConfig.batch_size))
+        if heads.num_classes and batch * length < 2:
+            # UPerNet's pyramid pooling batch-normalises 1x1 maps: one window is one value.
+            raise ConfigError(f'loop.batch_size {batch} x data.sequence_length {length}: the '
+                              'segmentation head trains on at least 2 windows a step')
+        self.train_set, self.val_set = datasets(config, length)
         if heads.num_categories and len(self.train_set) and 'category' not in self.train_set[0]:
             raise ConfigError('heads.num_categories: classification needs a category per window, '
                               'and these data sources carry none')
@@ -243,6 +250,7 @@ class FinetuneStage:
         heads = objective.gep.config.heads
         depth = DepthMetrics(min_depth=heads.min_depth, max_depth=heads.max_depth)
         seg = SegmentationMetrics(max(heads.num_classes, 1))
+        top1 = top5 = scored = 0
         for start in range(0, len(self.val_set), 4):
             idx = list(range(start, min(start + 4, len(self.val_set))))
             b = to_device(self.val_set.batch(idx), self.device)
@@ -254,9 +262,26 @@ class FinetuneStage:
             if 'seg_logits' in out and bool(b['has_labels'][last].any()):
                 keep = b['has_labels'][last]
                 seg.update(out['seg_logits'][last][keep], b['labels'][last][keep])
+            if 'class_logits' in out and 'category' in b:
+                hits = recognition_hits(out['class_logits'][last], b['category'][last])
+                top1, top5, scored = top1 + hits[0], top5 + hits[1], scored + hits[2]
         metrics = {f'depth_{k}': v for k, v in depth.compute().items() if isinstance(v, float)}
         metrics.update({f'seg_{k}': v for k, v in seg.compute().items() if isinstance(v, float)})
+        if scored:  # recognition, as N-ImageNet reports it
+            metrics.update(cls_top1=top1 / scored, cls_top5=top5 / scored)
         return metrics
+
+
+def recognition_hits(logits, category):
+    """Return (top-1 hits, top-5 hits, windows scored) of (N, C) logits against (N,) categories.
+
+    Windows without a category (NO_CATEGORY) are not scored; with fewer than 5 categories,
+    top-5 is top-C.
+    """
+    keep = category != NO_CATEGORY
+    ranked = logits[keep].topk(min(5, logits.shape[-1]), dim=-1).indices
+    hits = ranked == category[keep][:, None]
+    return int(hits[:, 0].sum()), int(hits.any(dim=-1).sum()), int(keep.sum())
 
 
 def _representation(data):
