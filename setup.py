@@ -11,7 +11,7 @@ PACKAGE = 'gep_ros'
 # one build serves numpy 1.x and 2.x), built by every install path (pip, pip -e, colcon).
 # gep_ros.wire refuses to import without them (gep_ros/wire/kernels.py).
 # gep_model.events has its own (the polarity image's passes, gep_model/events/kernels.py).
-C_FLAGS = ['-O3', '-std=c99'] if os.name == 'posix' else []
+C_FLAGS = ['-O3', '-std=c99', '-ffp-contract=off'] if os.name == 'posix' else []
 KERNELS = [Extension('gep_ros.wire._kernels', sources=['gep_ros/wire/_kernels.c'],
                      extra_compile_args=C_FLAGS),
            Extension('gep_model.events._kernels', sources=['gep_model/events/_kernels.c'],

@@ -9,14 +9,17 @@ is present, on CUDA. polarity_rgb is checked against a direct numpy port of the 
 import ast
 import json
 from pathlib import Path
+import platform
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812 (the conventional alias)
 
 from gep_model.events import (EventTensors, fit_to_input, make_representation,
                               nonzero_percentile, reference, render_batch,
                               representation_names, round_to_patch, window_events)
+from gep_model.events.fit import antialias_taps, resize_antialiased, resize_arithmetic
 from gep_ros.wire.events import EVENT_DTYPE
 
 HEIGHT, WIDTH = 12, 16
@@ -457,6 +460,37 @@ def test_fit_to_input_modes():
     assert batch.shape == (2, 2, 14, 14)
     with pytest.raises(ValueError):
         fit_to_input(image, (4, 4), mode='stretch')
+
+
+@pytest.mark.parametrize('sensor, size', [((260, 346), (252, 350)), ((480, 640), (476, 644)),
+                                          ((100, 120), (56, 84)), ((720, 1280), (252, 448))])
+def test_compiled_resize_gives_torchs_bits_or_leaves_it_to_torch(sensor, size):
+    g = torch.Generator().manual_seed(sum(sensor))
+    images = torch.rand(2, 3, *sensor, generator=g)  # not the image the check used
+    want = F.interpolate(images, size=size, mode='bilinear', align_corners=False, antialias=True)
+    assert torch.equal(fit_to_input(images, size), want)
+    assert torch.equal(fit_to_input(images[1], size), want[1])
+    fused = resize_arithmetic(*sensor, *size)
+    if fused is not None:
+        assert torch.equal(resize_antialiased(images, *size, fused), want)
+    if platform.machine() in ('x86_64', 'aarch64') and sensor != (720, 1280):
+        # The pipeline's sizes take the compiled path on the robots' CPUs; the strong
+        # shrinking (about 3x, 8 taps) differs from torch's arithmetic and is left to torch.
+        assert fused is not None
+    image = images[0].clone().requires_grad_()
+    fit_to_input(image, size).sum().backward()  # a tensor that needs gradients: torch's path
+    assert image.grad is not None and image.grad.shape == image.shape
+
+
+def test_compiled_resize_refuses_taps_outside_the_image():
+    from gep_model.events.kernels import kernels
+    start, count, weights = antialias_taps(10, 6)
+    src, tmp, dst = np.zeros(10, np.float32), np.zeros(6, np.float32), np.zeros(6, np.float32)
+    one = (np.zeros(1, np.int32), np.ones(1, np.int32), np.ones(1, np.float32))
+    kernels.resize_aa(src, tmp, dst, 1, 1, 10, 1, 6, start, count, weights, *one, False)
+    with pytest.raises(ValueError, match='a tap outside the image'):
+        kernels.resize_aa(src, tmp, dst, 1, 1, 10, 1, 6, start + 5, count, weights, *one,
+                          False)
 
 
 def test_round_to_patch():

@@ -1,7 +1,8 @@
 /*
  * Compiled kernels of gep_model.events for tensors in CPU memory: GEP's polarity image in
  * three passes (the counts, the histogram of the counts, the image) instead of a dozen torch
- * operations, each a pass over the events or the pixels with its own dispatch.
+ * operations, each a pass over the events or the pixels with its own dispatch; and the
+ * antialiased resize of fit_to_input in two passes with torch's weights and arithmetic.
  *
  * Plain C99 against Python's C API and its buffer protocol only (no numpy or torch headers):
  * the Python side (polarity_rgb.py) passes the tensors' memory as numpy views, checks shapes
@@ -17,7 +18,7 @@
 #include <string.h>
 
 /* Bumped whenever an argument list or a result changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 1
+#define INTERFACE_VERSION 2
 
 typedef struct {
     Py_buffer view;
@@ -235,6 +236,165 @@ done:
     return result;
 }
 
+/* ---- antialiased bilinear resize (fit_to_input) -------------------------------------------- */
+
+/*
+ * torch's CPU kernel for F.interpolate(mode='bilinear', antialias=True) on float32: a pass
+ * along the rows into a (C, H, OW) buffer, then along the columns; each output is its first
+ * tap's product, then the other taps added in order, by fused multiply-adds where torch's
+ * build uses them (x86 with FMA, aarch64) and by a product then a sum where it does not.
+ * Python (fit.py) takes the taps and weights from torch itself and checks once per process
+ * which of the two variants gives torch's bits; the two are one loop nest, written once.
+ */
+#define RESIZE_LOOPS(MADD)                                                                   \
+    for (Py_ssize_t c = 0; c < channels; c++) {                                                \
+        const float *plane = src + c * height * width;                                         \
+        float *rows = tmp + c * height * out_w;                                                \
+        for (Py_ssize_t y = 0; y < height; y++) {                                              \
+            const float *line = plane + y * width;                                             \
+            float *out = rows + y * out_w;                                                     \
+            for (Py_ssize_t x = 0; x < out_w; x++) {                                           \
+                const float *p = line + x_start[x], *w = x_weights + x * x_taps;               \
+                float acc = p[0] * w[0];                                                       \
+                for (int32_t j = 1; j < x_count[x]; j++)                                       \
+                    acc = MADD(p[j], w[j], acc);                                               \
+                out[x] = acc;                                                                  \
+            }                                                                                  \
+        }                                                                                      \
+        float *image = dst + c * out_h * out_w;                                                \
+        for (Py_ssize_t y = 0; y < out_h; y++) {                                               \
+            const float *base = rows + (Py_ssize_t)y_start[y] * out_w;                         \
+            const float *w = y_weights + y * y_taps;                                           \
+            float *out = image + y * out_w;                                                    \
+            for (Py_ssize_t x = 0; x < out_w; x++)                                             \
+                out[x] = base[x] * w[0];                                                       \
+            for (int32_t j = 1; j < y_count[y]; j++) {                                         \
+                const float *line = base + j * out_w, wj = w[j];                               \
+                for (Py_ssize_t x = 0; x < out_w; x++)                                         \
+                    out[x] = MADD(line[x], wj, out[x]);                                        \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+#define RESIZE_ARGS                                                                          \
+    const float *src, float *tmp, float *dst, Py_ssize_t channels, Py_ssize_t height,          \
+    Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w, const int32_t *x_start,              \
+    const int32_t *x_count, const float *x_weights, Py_ssize_t x_taps, const int32_t *y_start, \
+    const int32_t *y_count, const float *y_weights, Py_ssize_t y_taps
+
+#define MUL_ADD(a, b, c) ((c) + (a) * (b))
+static void resize_separate(RESIZE_ARGS)
+{
+    RESIZE_LOOPS(MUL_ADD)
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FMA_AT_RUN_TIME 1
+#define FUSED(a, b, c) __builtin_fmaf(a, b, c)
+__attribute__((target("fma"))) static void resize_fused(RESIZE_ARGS)
+{
+    RESIZE_LOOPS(FUSED)
+}
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#define FUSED(a, b, c) __builtin_fmaf(a, b, c)
+static void resize_fused(RESIZE_ARGS)
+{
+    RESIZE_LOOPS(FUSED)
+}
+#else
+#define NO_FUSED 1
+#endif
+
+PyDoc_STRVAR(resize_aa_doc,
+"resize_aa(src, tmp, dst, channels, height, width, out_h, out_w, x_start, x_count,\n"
+"          x_weights, y_start, y_count, y_weights, fused)\n\n"
+"Resize float32 (channels, height, width) src into dst (channels, out_h, out_w) through tmp\n"
+"(channels, height, out_w): output column x is the sum of x_count[x] taps of its row from\n"
+"x_start[x] with weights x_weights[x * x_taps:] (x_taps = len(x_weights) // out_w), then\n"
+"the same along the columns. fused: fused multiply-adds (a ValueError where this build or\n"
+"CPU has none) or a product then a sum.");
+
+static PyObject *resize_aa(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 15) {
+        PyErr_SetString(PyExc_TypeError, "resize_aa takes 15 arguments");
+        return NULL;
+    }
+    long long dims[5];
+    for (int k = 0; k < 5; k++)
+        dims[k] = PyLong_AsLongLong(args[3 + k]);
+    int fused = PyObject_IsTrue(args[14]);
+    if (PyErr_Occurred() || fused < 0)
+        return NULL;
+    const long long channels = dims[0], height = dims[1], width = dims[2], out_h = dims[3],
+                    out_w = dims[4];
+    if (channels < 1 || height < 1 || width < 1 || out_h < 1 || out_w < 1) {
+        PyErr_SetString(PyExc_ValueError, "resize_aa: sizes must be positive");
+        return NULL;
+    }
+    buffer_arg b[9];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    static const char *names[9] = {"src", "tmp", "dst", "x_start", "x_count", "x_weights",
+                                   "y_start", "y_count", "y_weights"};
+    static const int slot[9] = {0, 1, 2, 8, 9, 10, 11, 12, 13};
+    for (int k = 0; k < 9; k++)
+        if (get_buffer(args[slot[k]], &b[k], k == 1 || k == 2, 4, names[k]) < 0)
+            goto done;
+    if (b[0].view.len / 4 != channels * height * width
+        || b[1].view.len / 4 != channels * height * out_w
+        || b[2].view.len / 4 != channels * out_h * out_w
+        || b[3].view.len / 4 != out_w || b[4].view.len / 4 != out_w
+        || b[6].view.len / 4 != out_h || b[7].view.len / 4 != out_h
+        || b[5].view.len / 4 % out_w || b[8].view.len / 4 % out_h) {
+        PyErr_SetString(PyExc_ValueError, "resize_aa: mismatched lengths");
+        goto done;
+    }
+    const Py_ssize_t x_taps = b[5].view.len / 4 / out_w, y_taps = b[8].view.len / 4 / out_h;
+    const int32_t *x_start = b[3].view.buf, *x_count = b[4].view.buf;
+    const int32_t *y_start = b[6].view.buf, *y_count = b[7].view.buf;
+    /* Every tap within its row or column, so that no read leaves src or tmp. */
+    for (int axis = 0; axis < 2; axis++) {
+        const int32_t *start = axis ? y_start : x_start, *count = axis ? y_count : x_count;
+        const Py_ssize_t n = axis ? out_h : out_w, taps = axis ? y_taps : x_taps;
+        const long long size = axis ? height : width;
+        for (Py_ssize_t k = 0; k < n; k++)
+            if (start[k] < 0 || count[k] < 1 || count[k] > taps
+                || (long long)start[k] + count[k] > size) {
+                PyErr_SetString(PyExc_ValueError, "resize_aa: a tap outside the image");
+                goto done;
+            }
+    }
+#if defined(NO_FUSED)
+    if (fused) {
+        PyErr_SetString(PyExc_ValueError, "resize_aa: this build has no fused multiply-add");
+        goto done;
+    }
+#elif defined(FMA_AT_RUN_TIME)
+    if (fused && !__builtin_cpu_supports("fma")) {
+        PyErr_SetString(PyExc_ValueError, "resize_aa: this CPU has no fused multiply-add");
+        goto done;
+    }
+#endif
+    Py_BEGIN_ALLOW_THREADS
+#if !defined(NO_FUSED)
+    if (fused)
+        resize_fused(b[0].view.buf, b[1].view.buf, b[2].view.buf, channels, height, width,
+                     out_h, out_w, x_start, x_count, b[5].view.buf, x_taps, y_start, y_count,
+                     b[8].view.buf, y_taps);
+    else
+#endif
+        resize_separate(b[0].view.buf, b[1].view.buf, b[2].view.buf, channels, height, width,
+                        out_h, out_w, x_start, x_count, b[5].view.buf, x_taps, y_start,
+                        y_count, b[8].view.buf, y_taps);
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    release(b, 9);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"polarity_counts", (PyCFunction)(void (*)(void))polarity_counts, METH_FASTCALL,
      polarity_counts_doc},
@@ -242,6 +402,7 @@ static PyMethodDef methods[] = {
      count_histogram_doc},
     {"draw_polarity", (PyCFunction)(void (*)(void))draw_polarity, METH_FASTCALL,
      draw_polarity_doc},
+    {"resize_aa", (PyCFunction)(void (*)(void))resize_aa, METH_FASTCALL, resize_aa_doc},
     {NULL, NULL, 0, NULL},
 };
 
