@@ -8,6 +8,10 @@ pipeline calls it (numpy events in, sensor and window checks included); the base
 `gep_model.events.reference`, the code before the fast paths, on the same windows,
 interleaved call by call. Both run on one torch thread (the previous voxel grid is only
 deterministic there), with glibc keeping freed memory as `gep` and the node set it.
+
+`fit_<sensor>_to_<input>` rows: the polarity image brought to the model's input size
+(`fit_to_input`, the compiled resize where it gives torch's bits) against torch's
+`F.interpolate(antialias=True)` on the same image.
 """
 
 import statistics
@@ -15,9 +19,11 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812 (the conventional alias)
 
-from gep_model.events import make_representation, reference
+from gep_model.events import fit_to_input, make_representation, reference
 from .common import print_table, row, write_json
+from .model import SENSORS
 from ..wire.events import EVENT_DTYPE
 
 SPAN_NS = 50_000_000
@@ -71,6 +77,18 @@ def run(json_path=None, quick=False, command='gep bench events'):
                 r['ratio'] = base / ours
                 r['torch_threads'] = 1
                 rows.append(r)
+            image = make_representation('polarity_rgb')(events, 0, SPAN_NS, height, width)
+            size = SENSORS[f'{width}x{height}']  # the model's input, as `gep bench model`
+            ours, base = p50_ms(
+                lambda: fit_to_input(image, size),
+                lambda: F.interpolate(image[None], size=size, mode='bilinear',
+                                      align_corners=False, antialias=True),
+                repeat)
+            r = row(f'fit_{width}x{height}_to_{size[1]}x{size[0]}', 'ms p50', ours, base,
+                    'torch F.interpolate(bilinear, antialias), same image')
+            r['ratio'] = base / ours
+            r['torch_threads'] = 1
+            rows.append(r)
     finally:
         torch.set_num_threads(threads)
     print_table('event representations (p50 ms a window; ratio = baseline / ours)', rows)
