@@ -619,6 +619,26 @@ def test_polarity_image_compiled_and_torch_paths_give_the_same_bits(order):
         assert torch.equal(_bits(rep.render(events, T0, T1)), _bits(torch_path)), seed
 
 
+@pytest.mark.parametrize('order', ['rgb', 'bgr'])
+def test_polarity_image_from_records_is_the_image_of_the_window(order):
+    # Records (the pipeline's windows) are counted without tensors; events off the sensor or
+    # outside [t0, t1] (fractional bounds included) drop out as window_events drops them.
+    rep = make_representation('polarity_rgb', percentile=90.0, channel_order=order)
+    for seed in range(5):
+        raw = random_events(seed, n=[3, 4, 70, 5000, 900][seed], hot=seed % 2 == 0)
+        raw = raw[:0] if seed == 0 else raw
+        for t0, t1 in ((T0, T1), (T0 + 0.5, T1 - 0.25), (T1, T1)):
+            want = rep.render(window_events(raw, t0, t1, HEIGHT, WIDTH), t0, t1)
+            got = rep(raw, t0, t1, HEIGHT, WIDTH)
+            assert torch.equal(_bits(got), _bits(want)), (seed, t0, t1)
+    assert torch.equal(rep(raw[::2], T0, T1, HEIGHT, WIDTH),  # strided records
+                       rep(raw[::2].copy(), T0, T1, HEIGHT, WIDTH))
+    with pytest.raises(ValueError, match='window ends before it starts'):
+        rep(raw, T1, T0, HEIGHT, WIDTH)
+    with pytest.raises(ValueError, match='sensor size must be positive'):
+        rep(raw, T0, T1, 0, WIDTH)
+
+
 def test_polarity_kernels_refuse_what_would_overrun():
     from gep_model.events.kernels import kernels
     counts = np.zeros(2 * 6, np.int32)

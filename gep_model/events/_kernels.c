@@ -18,7 +18,7 @@
 #include <string.h>
 
 /* Bumped whenever an argument list or a result changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 2
+#define INTERFACE_VERSION 3
 
 typedef struct {
     Py_buffer view;
@@ -105,6 +105,71 @@ static PyObject *polarity_counts(PyObject *self, PyObject *const *args, Py_ssize
         result = PyLong_FromLong((long)most);
 done:
     release(b, 5);
+    return result;
+}
+
+PyDoc_STRVAR(record_counts_doc,
+"record_counts(records, lo, hi, width, height, counts, index, p) -> (kept, max_count)\n\n"
+"polarity_counts straight from event records (16 bytes: int64 t at 0, uint16 x at 8, uint16\n"
+"y at 10, uint8 p at 12, as gep_ros.wire.events.EVENT_DTYPE): the events on the width x\n"
+"height sensor with lo <= t <= hi are counted, in order, their count index and polarity\n"
+"(0 or 1) written to index[:kept] and p[:kept] (int32 and uint8, one per record); the\n"
+"others are skipped, as window_events drops them.");
+
+static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "record_counts(records, lo, hi, width, height, counts, index, p)");
+        return NULL;
+    }
+    buffer_arg b[4];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    long long lo = PyLong_AsLongLong(args[1]), hi = PyLong_AsLongLong(args[2]);
+    long long width = PyLong_AsLongLong(args[3]), height = PyLong_AsLongLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (get_buffer(args[0], &b[0], 0, 16, "records") < 0
+        || get_buffer(args[5], &b[1], 1, 4, "counts") < 0
+        || get_buffer(args[6], &b[2], 1, 4, "index") < 0
+        || get_buffer(args[7], &b[3], 1, 1, "p") < 0)
+        goto done;
+    const Py_ssize_t n = b[0].view.len / 16;
+    const long long plane = width * height;
+    if (width < 1 || height < 1 || width > 0xFFFF + 1 || height > 0xFFFF + 1
+        || plane > INT32_MAX / 2 || b[1].view.len / 4 != 2 * plane || b[2].view.len / 4 != n
+        || b[3].view.len != n) {
+        PyErr_SetString(PyExc_ValueError, "record_counts: mismatched lengths");
+        goto done;
+    }
+    const uint8_t *rec = (const uint8_t *)b[0].view.buf;
+    int32_t *counts = (int32_t *)b[1].view.buf, *index = (int32_t *)b[2].view.buf;
+    uint8_t *pol = (uint8_t *)b[3].view.buf;
+    int32_t most = 0;
+    Py_ssize_t kept = 0;
+    Py_BEGIN_ALLOW_THREADS
+    memset(counts, 0, (size_t)(2 * plane) * sizeof *counts);
+    for (Py_ssize_t i = 0; i < n; i++, rec += 16) {
+        int64_t t;
+        uint16_t x, y;
+        memcpy(&t, rec, 8);
+        memcpy(&x, rec + 8, 2);
+        memcpy(&y, rec + 10, 2);
+        if (t < lo || t > hi || x >= width || y >= height)
+            continue;
+        const uint8_t on = rec[12] != 0;
+        const int32_t at = (int32_t)(on * plane + (long long)y * width + x);
+        const int32_t c = ++counts[at];
+        most = c > most ? c : most;
+        index[kept] = at;
+        pol[kept++] = on;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_BuildValue("(nl)", kept, (long)most);
+done:
+    release(b, 4);
     return result;
 }
 
@@ -398,6 +463,8 @@ done:
 static PyMethodDef methods[] = {
     {"polarity_counts", (PyCFunction)(void (*)(void))polarity_counts, METH_FASTCALL,
      polarity_counts_doc},
+    {"record_counts", (PyCFunction)(void (*)(void))record_counts, METH_FASTCALL,
+     record_counts_doc},
     {"count_histogram", (PyCFunction)(void (*)(void))count_histogram, METH_FASTCALL,
      count_histogram_doc},
     {"draw_polarity", (PyCFunction)(void (*)(void))draw_polarity, METH_FASTCALL,

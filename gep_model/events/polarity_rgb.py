@@ -40,7 +40,7 @@ import torch
 from gep_model.events.base import register_representation, Representation
 from gep_model.events.histogram import count_index, polarity_index
 from gep_model.events.kernels import kernels
-from gep_model.events.tensors import EventTensors, Time
+from gep_model.events.tensors import check_window, EventTensors, Time
 
 CHANNEL_ORDERS = ('rgb', 'bgr')
 
@@ -150,10 +150,43 @@ def host_counts(events: EventTensors, percentile: float):
     counts = np.empty(2 * plane, np.int32)
     index = np.empty(x.size, np.int32)
     bins = kernels.polarity_counts(x, y, p, events.width, plane, counts, index) + 1
+    return _counted(counts, bins, index, p, percentile)
+
+
+def _counted(counts, bins, index, p, percentile):
+    """host_counts' result from the counts and each counted event's index and polarity."""
     seen = np.zeros(2 * bins, np.int64)
     kernels.count_histogram(index, p, counts, bins, seen)
     hist = seen.reshape(2, bins) // np.maximum(np.arange(bins), 1)
     return torch.from_numpy(counts), bins, torch.from_numpy(_host_thresholds(hist, percentile))
+
+
+# gep_ros.wire.events.EVENT_DTYPE, the records the pipeline's windows hold.
+RECORD_DTYPE = np.dtype({'names': ['t', 'x', 'y', 'p'], 'formats': ['<i8', '<u2', '<u2', 'u1'],
+                         'offsets': [0, 8, 10, 12], 'itemsize': 16})
+_INT64 = np.iinfo(np.int64)
+
+
+def record_counts(events: np.ndarray, t0: Time, t1: Time, height: int, width: int,
+                  percentile: float):
+    """host_counts of the window [t0, t1] of event records, as window_events cuts it.
+
+    One pass over the records counts the events on the sensor and in the window (the others
+    dropped, as window_events drops them) without converting them to tensors first.
+    """
+    check_window(t0, t1)
+    height, width = int(height), int(width)
+    if height <= 0 or width <= 0:
+        raise ValueError(f'sensor size must be positive, got {height} x {width}')
+    # Integer times against the bounds: the integers the bounds admit, as in_window.
+    lo = max(math.ceil(t0), _INT64.min)
+    hi = min(math.floor(t1), _INT64.max)
+    records = np.ascontiguousarray(events)
+    counts = np.empty(2 * height * width, np.int32)
+    index = np.empty(records.size, np.int32)
+    p = np.empty(records.size, np.uint8)
+    kept, most = kernels.record_counts(records, lo, hi, width, height, counts, index, p)
+    return _counted(counts, most + 1, index[:kept], p[:kept], percentile)
 
 
 def _host_thresholds(hist: np.ndarray, percentile: float) -> np.ndarray:
@@ -231,15 +264,26 @@ class PolarityRGB(Representation):
     def _param_values(self) -> Dict[str, Any]:
         return {'percentile': self.percentile, 'channel_order': self.channel_order}
 
+    def __call__(self, events, t0: Time, t1: Time, height: int, width: int,
+                 device=None) -> torch.Tensor:
+        if isinstance(events, np.ndarray) and events.dtype == RECORD_DTYPE \
+                and (device is None or torch.device(device).type == 'cpu'):
+            # The pipeline's windows: counted straight from the records (the same image).
+            counted = record_counts(events, t0, t1, height, width, self.percentile)
+            return self._draw(*counted, int(height), int(width))
+        return super().__call__(events, t0, t1, height, width, device)
+
     def render(self, events: EventTensors, t0: Time, t1: Time) -> torch.Tensor:
-        height, width = events.height, events.width
         if events.x.device.type == 'cpu':
-            counts, bins, threshold = host_counts(events, self.percentile)
-            image = torch.empty((3, height, width), dtype=torch.float32)
-            kernels.draw_polarity(counts.numpy(), height * width, bins, float(threshold[0]),
-                                  float(threshold[1]), image.numpy())
-        else:
-            image = self.render_torch(events)
+            return self._draw(*host_counts(events, self.percentile), events.height,
+                              events.width)
+        image = self.render_torch(events)
+        return image.flip(0) if self.channel_order == 'bgr' else image
+
+    def _draw(self, counts, bins, threshold, height, width):
+        image = torch.empty((3, height, width), dtype=torch.float32)
+        kernels.draw_polarity(counts.numpy(), height * width, bins, float(threshold[0]),
+                              float(threshold[1]), image.numpy())
         return image.flip(0) if self.channel_order == 'bgr' else image
 
     def render_torch(self, events: EventTensors) -> torch.Tensor:
