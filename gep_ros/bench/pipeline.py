@@ -4,11 +4,14 @@ Two parts:
 - Latency. A synthetic camera (346x260, 1 Mev/s of random events in 1 ms EventArray packets,
   mono8 frames at 20 Hz) is fed to the `Pipeline` at its real pace, as the node's
   subscriptions would deliver it (dropping the oldest window when the queue is full), for
-  gep_tiny and gep_small at their default input size, set up as the node sets it up: its
+  gep_tiny and gep_small at their default input size, each event-only (what fine-tuning
+  exports by default; the frames only colour the overlay) and with the frame encoder
+  (`frames: true`, rows `_frames`), set up as the node sets it up: its
   default parameters, the backend `auto` picks (onnxruntime on a CPU) and the thread budget
   of `threads: 0` (all cores but one for the model). Rows: p50 and p95 of `end_to_end`
   (frame arrival to outputs published) against the model step alone (`Runtime.infer` of
-  one window with its frame, batch 1) measured in the same run, twice: back to back, and
+  one window, with its frame where the model takes one, batch 1) measured in the same run,
+  twice: back to back, and
   at the camera's pace (one call every 50 ms, idle in between, as the node calls it);
   ratio = pipeline / step, the cost of waiting for events, batching, queueing, rendering
   and encoding. Per-stage percentiles and drops are in the JSON rows.
@@ -21,6 +24,7 @@ Two parts:
   stream rate: above 1 the path keeps up with such a camera on one core.
 """
 
+from dataclasses import replace
 import statistics
 import tempfile
 import time
@@ -130,7 +134,7 @@ def play(pipeline, messages):
     return late
 
 
-def bench_latency(variant, seconds, quick, folder):
+def bench_latency(variant, seconds, quick, folder, frame_encoder=False):
     from gep_model.artifact import load_artifact, save_artifact
     from gep_model.model import GEPModel
     from gep_model.registry import variant_config
@@ -139,8 +143,11 @@ def bench_latency(variant, seconds, quick, folder):
 
     from ..pipeline import Pipeline
     torch.manual_seed(0)
-    model = GEPModel(variant_config(variant))
-    artifact = load_artifact(save_artifact(model, f'{folder}/{variant}'))
+    config = variant_config(variant)
+    config = variant_config(variant,
+                            temporal=replace(config.temporal, image_tokens=frame_encoder))
+    name = f'{variant}_frames' if frame_encoder else variant
+    artifact = load_artifact(save_artifact(GEPModel(config), f'{folder}/{name}'))
     size = tuple(artifact.model.config.input_size)
     # The node's set-up: its default parameters, its backend choice and thread budget.
     params = make_params({'cam0.events_topic': '/cam0/events', 'cam0.image_topic': '/cam0/image'})
@@ -165,17 +172,19 @@ def bench_latency(variant, seconds, quick, folder):
     lat = snap['latency_ms']
     frames = sum(1 for m in messages if m[1] == '/cam0/image')
     rows = []
+    window = '1 window + frame' if frame_encoder else '1 window'
     for label, times, what in (
-            ('', step, 'model step alone (Runtime.infer, 1 window + frame, back to back)'),
+            ('', step, f'model step alone (Runtime.infer, {window}, back to back)'),
             ('_vs_paced_step', paced, f'model step alone at the camera pace (Runtime.infer, '
-                                      f'1 window + frame, one call every {1e3 / FRAME_HZ:g} ms)')):
+                                      f'{window}, one call every {1e3 / FRAME_HZ:g} ms)')):
         base = {'p50': statistics.median(times) * 1e3,
                 'p95': float(np.percentile(times, 95)) * 1e3}
         for q in ('p50', 'p95'):
-            r = row(f'e2e_{variant}_346x260_20hz{label}_{q}', 'ms', lat['end_to_end'][q],
+            r = row(f'e2e_{name}_346x260_20hz{label}_{q}', 'ms', lat['end_to_end'][q],
                     base[q], what)
-            r.update(variant=variant, backend=backend, threads=threads, input_size=list(size),
-                     seconds=seconds, frames=frames, windows=snap['windows'],
+            r.update(variant=name, frame_encoder=frame_encoder, backend=backend,
+                     threads=threads, input_size=list(size), seconds=seconds, frames=frames,
+                     windows=snap['windows'],
                      published=lat['end_to_end']['count'], dropped=snap['dropped'],
                      feed_late_max_s=late,
                      stages={s: {k: lat[s][k] for k in ('p50', 'p95', 'max', 'count')}
@@ -260,8 +269,10 @@ def run(json_path=None, quick=False, variants=('gep_tiny', 'gep_small'), command
     latency = []
     with tempfile.TemporaryDirectory() as tmp:
         for variant in variants:
-            print(f'  {variant}: {seconds:g} s of camera at its real pace ...', flush=True)
-            latency += bench_latency(variant, seconds, quick, tmp)
+            for frame_encoder in (False, True):
+                print(f'  {variant}{" with the frame encoder" if frame_encoder else ""}: '
+                      f'{seconds:g} s of camera at its real pace ...', flush=True)
+                latency += bench_latency(variant, seconds, quick, tmp, frame_encoder)
     print_table(f'pipeline end-to-end latency, {latency[0]["backend"] if latency else ""} '
                 '(ms; ratio = pipeline / model step)',
                 latency)
