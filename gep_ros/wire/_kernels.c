@@ -64,10 +64,11 @@ static inline int popcount16(unsigned v)
 #endif
 }
 
-static inline int lowest_bit(unsigned v)
+/* The position of the lowest set bit of v, which is not 0. */
+static inline int lowest_bit(uint64_t v)
 {
 #if defined(__GNUC__) || defined(__clang__)
-    return __builtin_ctz(v);
+    return __builtin_ctzll(v);
 #else
     int b = 0;
     while (!(v & 1u)) {
@@ -381,20 +382,6 @@ static inline int top_bit(uint64_t m)
 #endif
 }
 
-static inline int low_bit(uint64_t m)
-{
-#if defined(__GNUC__) || defined(__clang__)
-    return __builtin_ctzll(m);
-#else
-    int b = 0;
-    while (!(m & 1u)) {
-        m >>= 1;
-        b++;
-    }
-    return b;
-#endif
-}
-
 /* Decode whole blocks from i as long as they qualify; return where it stopped. */
 static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i,
                                 Py_ssize_t end)
@@ -422,7 +409,7 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
         /* The TIME_HIGHs in order; one that wraps leaves the block to decode_words. */
         uint64_t last = high, wrap = 0;
         for (uint64_t b = m.high & ~(uint64_t)1; b; b &= b - 1) {
-            uint64_t v = rows[low_bit(b)] & 0xFFFu;
+            uint64_t v = rows[lowest_bit(b)] & 0xFFFu;
             wrap |= (int64_t)(last - v) > ROLLOVER_TOLERANCE;
             last = v;
         }
@@ -435,7 +422,7 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
         highs[0] = (uint16_t)high;
         const uint64_t row_bits = m.y | 1u, low_bits = m.low | 1u, high_bits = m.high | 1u;
         for (uint64_t b = m.x & ~(uint64_t)1; b; b &= b - 1) {
-            int k = low_bit(b);
+            int k = lowest_bit(b);
             uint64_t below = ((uint64_t)2 << k) - 1;
             uint64_t row = rows[top_bit(row_bits & below)] & 0x7FFu;
             uint64_t t = ((wraps | (uint64_t)(highs[top_bit(high_bits & below)] & 0xFFFu) << 12
@@ -447,7 +434,7 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
             ne += (x < width) & (row < height);
         }
         for (uint64_t b = m.trigger & ~(uint64_t)1; b; b &= b - 1) {
-            int k = low_bit(b);
+            int k = lowest_bit(b);
             uint64_t below = ((uint64_t)2 << k) - 1;
             uint64_t t = ((wraps | (uint64_t)(highs[top_bit(high_bits & below)] & 0xFFFu) << 12
                            | (lows[top_bit(low_bits & below)] & 0xFFFu)) + offset) * NS_PER_US;
