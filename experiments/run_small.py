@@ -22,7 +22,9 @@ gep_tiny at a small input size:
    AbsRel, segmentation mIoU; the teacher_frames model on the bags' frames).
 
 The fine-tuning recipe is whatever the stage's config (training/configs/finetune_tiny_cpu.yaml)
-says; this script sets only data, model size, event-only, steps, batch and seed.
+says, its CPU-budget rates, warm-up share and flip-only augmentation included; this script
+sets only data, model size, event-only, steps (warm-up in the config's proportion), batch and
+seed. The scratch, stage-1 and GEP arms share that budget and those rules.
 
 Results: experiments/results/small.json (`results`: one row per arm, seed, label budget and
 evaluation bag; `summary`: mean and 95% t-interval over seeds per arm and budget; `paired`:
@@ -172,6 +174,19 @@ def model_overrides(budget, event_only):
     return f'model={{input_size: {size}}}'
 
 
+def warmup_steps(stage, steps):
+    """Return the warm-up of `steps` steps of a stage.
+
+    Fine-tuning keeps its config's share of warm-up steps (a quarter in
+    finetune_tiny_cpu.yaml, part of its CPU-budget recipe); the pretraining stages warm up
+    over a tenth.
+    """
+    if stage != 'finetune':
+        return max(steps // 10, 1)
+    loop = load_config(CONFIGS / 'finetune_tiny_cpu.yaml', [])['loop']
+    return max(round(steps * loop['warmup_steps'] / loop['steps']), 1)
+
+
 def stage_config(stage, budget, sources, cache, seed, labels=None, **extra):
     """Load the stage's tiny CPU config with this experiment's data, model and loop.
 
@@ -183,7 +198,7 @@ def stage_config(stage, budget, sources, cache, seed, labels=None, **extra):
                  f'data.cache={cache}', model_overrides(budget, stage == 'finetune'),
                  f'loop.steps={loop["steps"]}', f'loop.batch_size={loop["batch_size"]}',
                  f'loop.seed={seed}', f'loop.ckpt_every={loop["steps"]}', 'loop.eval_every=0',
-                 f'loop.warmup_steps={max(loop["steps"] // 10, 1)}']
+                 f'loop.warmup_steps={warmup_steps(stage, loop["steps"])}']
     if 'sequence_length' in loop:
         overrides.append(f'data.sequence_length={loop["sequence_length"]}')
     if stage == 'finetune':

@@ -64,13 +64,31 @@ def test_quick_run_writes_every_run_with_the_fields(quick):
 def test_fine_tuned_arms_are_event_only_and_share_the_labelled_subset(quick):
     root, _ = quick
     from training.engine.checkpoint import load_checkpoint
-    subsets = {}
+    subsets, rules = {}, {}
     for arm in run_small.EVENT_ARMS:
         ckpt = load_checkpoint(root / 'work' / 'runs' / 'seed1' / 'labels2' / arm / 'last.pt')
         assert ckpt['config']['model_config']['temporal']['image_tokens'] is False
         assert not any(k.startswith('gep.image_encoder.') for k in ckpt['model'])
         subsets[arm] = ckpt['config']['data']['max_labelled']
+        config = ckpt['config']
+        rules[arm] = json.dumps([config['loop'], config['augment'], config['losses']],
+                                sort_keys=True)
     assert set(subsets.values()) == {2}
+    # One fine-tuning budget and one set of rules for every event arm, the config's own.
+    assert len(set(rules.values())) == 1
+    loop, augment, _ = json.loads(rules['gep'])
+    tiny = run_small.load_config(run_small.CONFIGS / 'finetune_tiny_cpu.yaml', [])
+    assert (loop['lr'], loop['lr_scales'], augment) == (
+        tiny['loop']['lr'], tiny['loop']['lr_scales'], tiny['augment'])
+    assert loop['steps'] == run_small.BUDGETS['quick']['finetune']['steps']
+
+
+def test_fine_tuning_warms_up_over_the_configs_share_of_the_steps():
+    loop = run_small.load_config(run_small.CONFIGS / 'finetune_tiny_cpu.yaml', [])['loop']
+    share = loop['warmup_steps'] / loop['steps']
+    assert run_small.warmup_steps('finetune', 100) == round(100 * share)
+    assert run_small.warmup_steps('finetune', 1) == 1
+    assert run_small.warmup_steps('align', 200) == 20
 
 
 def test_paired_statistics_match_hand_computation():
