@@ -54,7 +54,7 @@ bench: setup
 gpu-check: setup
 	$(GEP) bench gpu --json $(OUT)/bench/gpu.json
 
-# The small pretraining experiment (about 17 minutes on 2 idle CPU cores, at most 20): a
+# The small pretraining experiment (about 16 minutes on 2 idle CPU cores, at most 20): a
 # self-supervised teacher, then GEP vs stage 1 alone vs scratch, event-only, at 2, 8 and 32
 # labelled sequences, 5 seeds, 3 held-apart bags; writes experiments/results/small.{json,md}.
 # Builds everything it needs (bags, caches, teacher) in out/experiment/full.
