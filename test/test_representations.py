@@ -20,6 +20,7 @@ from gep_model.events import (EventTensors, fit_to_input, make_representation,
                               nonzero_percentile, reference, render_batch,
                               representation_names, round_to_patch, window_events)
 from gep_model.events.fit import antialias_taps, resize_antialiased, resize_arithmetic
+from gep_model.events.polarity_rgb import RECORD_DTYPE
 from gep_ros.wire.events import EVENT_DTYPE
 
 HEIGHT, WIDTH = 12, 16
@@ -623,6 +624,8 @@ def test_polarity_image_compiled_and_torch_paths_give_the_same_bits(order):
 def test_polarity_image_from_records_is_the_image_of_the_window(order):
     # Records (the pipeline's windows) are counted without tensors; events off the sensor or
     # outside [t0, t1] (fractional bounds included) drop out as window_events drops them.
+    # The wire's records are the ones counted without tensors (else they silently are not).
+    assert EVENT_DTYPE == RECORD_DTYPE
     rep = make_representation('polarity_rgb', percentile=90.0, channel_order=order)
     for seed in range(5):
         raw = random_events(seed, n=[3, 4, 70, 5000, 900][seed], hot=seed % 2 == 0)
