@@ -19,10 +19,23 @@ from test_event_packet import _raw, EVPY_1, EVPY_2, EVT3_TRIGGER
 
 from gep_ros.wire import evt3, evt3_numpy, libcaer
 from gep_ros.wire.cdr import WireError
-from gep_ros.wire.event_packet import decode_event_packet, EventPacketDecoder
+from gep_ros.wire.event_packet import (decode_event_packet, encode_event_packet,
+                                       EventPacketDecoder)
 from gep_ros.wire.events import EVENT_DTYPE
+from gep_ros.wire.kernels import kernels
+from gep_ros.wire.std import Header
 
 REPO = Path(__file__).resolve().parents[1]
+# The block decoders this CPU can run: 63-word blocks everywhere, 32-word AVX-512 blocks
+# where the CPU has them (the default there). Each test that takes `blocks` runs on each.
+BLOCK_PATHS = ['blocks63', 'wide32'] if kernels.wide_blocks() else ['blocks63']
+
+
+@pytest.fixture(params=BLOCK_PATHS)
+def blocks(request):
+    before = kernels.wide_blocks(request.param == 'wide32')
+    yield request.param
+    kernels.wide_blocks(before)
 
 
 def _or_error(decode, *args, **kwargs):
@@ -52,7 +65,7 @@ def _payloads(bags_dir, typestore, name):
 
 
 @pytest.mark.parametrize('name', [EVPY_1, EVT3_TRIGGER])
-def test_real_recordings_packet_by_packet_and_batched(bags_dir, typestore, name):
+def test_real_recordings_packet_by_packet_and_batched(bags_dir, typestore, name, blocks):
     msgs, payloads = _payloads(bags_dir, typestore, name)
     width, height = msgs[0].width, msgs[0].height
     state = ours = evt3.Evt3State()
@@ -135,11 +148,13 @@ _STREAM = st.one_of(
 _SIZES = st.one_of(st.integers(0, 2100), st.sampled_from([0, 1, 10, 480, 640, 2048]))
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(words=_STREAM, cuts=st.lists(st.integers(0, 1200), max_size=6), width=_SIZES,
        height=_SIZES, until=st.none() | st.integers(0, 40_000_000_000),
        bad=st.none() | st.tuples(st.integers(0, 400), st.sampled_from([0x1, 0x9, 0xB, 0xD])))
-def test_grouped_streams_match_numpy_and_reference(words, cuts, width, height, until, bad):
+def test_grouped_streams_match_numpy_and_reference(words, cuts, width, height, until, bad,
+                                                   blocks):
     if bad is not None:
         words.insert(min(bad[0], len(words)), bad[1] << 12)
     bounds = [0, *sorted(min(c, len(words)) for c in cuts), len(words)]
@@ -169,7 +184,7 @@ def test_grouped_streams_match_numpy_and_reference(words, cuts, width, height, u
 
 
 @pytest.mark.parametrize('row', [0x7FF, 0x800, 0xFFFF])
-def test_a_row_carried_in_is_kept_whole(row):
+def test_a_row_carried_in_is_kept_whole(row, blocks):
     # A row above 11 bits can only come from a state built elsewhere; blocks hold 11 bits.
     words = np.array([0x2000 | x for x in range(200)] + [0x0005, 0x2001], '<u2')
     state = evt3.Evt3State(row, 2, 1 << 12, 0, 0, True)
@@ -248,7 +263,7 @@ def _same_packets(got, want):
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
-def test_one_call_path_equals_the_general_path(bags_dir, typestore, data):
+def test_one_call_path_equals_the_general_path(bags_dir, typestore, data, blocks):
     # Serialized packets take evt3_message (layout, decode and state in one kernel call);
     # parsed EventPackets the general path. Damaged bytes must fall back and fail alike.
     originals = _raw(str(bags_dir / EVT3_TRIGGER), typestore)[:6]
@@ -281,3 +296,33 @@ def test_one_call_path_equals_the_general_path(bags_dir, typestore, data):
         except WireError:
             parsed.append(raw)  # the general path raises for it too
     _same_packets(via_kernel, _decode_each(general, parsed))
+
+
+def _vector_packet(seq, rows):
+    """Return an evt3 packet of `rows` rows of 12-bit vectors, 3 of them (36 events) a row."""
+    words = [0x8001, 0x6002]
+    for row in range(rows):
+        words += [row % 480, 0x3000 | (row % 8) << 4, 0x4FFF, 0x4FFF, 0x4FFF]
+    return encode_event_packet(Header(seq, 'cam'), 480, 640, seq, 0, 'evt3',
+                               np.array(words, '<u2'))
+
+
+def test_pooled_arrays_stay_apart_and_grow_past_dense_packets(blocks):
+    # Serialized packets decode into views of the decoder's chunks: every packet's arrays
+    # must stay as decoded while later packets fill the chunk, replace it, or (vector words:
+    # 36 events per 5 words) need more room than one event per word.
+    raws = [_vector_packet(k, rows) for k, rows in enumerate([3, 40, 0, 2000, 1, 9000, 5])]
+    raws += [encode_event_packet(Header(9, 'cam'), 480, 640, 9, 0, 'evt3', np.array(
+        [0x8001, 0x6003, 0x0004, 0x2005, 0xA101, 0x0006, 0x2807], '<u2'))]
+    decoder = EventPacketDecoder()
+    got = [decoder.decode(raw) for raw in raws]
+    kept = [(p.events.copy(), p.triggers.copy()) for p in got]
+    want = _decode_each(EventPacketDecoder(), [decode_event_packet(raw) for raw in raws])
+    _same_packets(got, want)
+    assert [len(p.events) for p in got][:6] == [108, 1440, 0, 72000, 36, 324000]
+    assert len(got[-1].triggers) == 1 and len(got[0].triggers) == 0
+    for packet, (events, triggers) in zip(got, kept):
+        assert np.array_equal(packet.events, events)
+        assert np.array_equal(packet.triggers, triggers)
+    # The batch path shares the pool and agrees too.
+    _same_packets(EventPacketDecoder().decode_batch(raws), want)

@@ -23,13 +23,22 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+/* The wide block decoder: AVX-512 (BW, DQ, VBMI2) code in a function of its own target,
+ * chosen at import when the CPU has it; every other CPU takes the 63-word blocks. */
+#if defined(__x86_64__) && defined(__GNUC__) \
+    && (defined(__clang__) || __GNUC__ >= 8)
+#define HAVE_WIDE 1
+#include <immintrin.h>
+#else
+#define HAVE_WIDE 0
+#endif
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gep_ros.wire._kernels writes little-endian records and needs a little-endian host"
 #endif
 
 /* Bumped whenever an argument list or a result tuple changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 3
+#define INTERFACE_VERSION 4
 
 typedef struct {
     int64_t t;
@@ -399,7 +408,9 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
     /* The block's words at 1..63, behind the value carried in for the row, TIME_LOW and
      * TIME_HIGH: one table per field, so that a lookup needs no branch for position 0. */
     uint16_t rows[64], lows[64], highs[64];
-    while (end - i >= BLOCK) {
+    /* A block writes up to BLOCK events without checking: room for them, or word by word.
+     * Triggers are written one per EXT_TRIGGER word, for which callers make room. */
+    while (end - i >= BLOCK && c->ev_cap - ne >= BLOCK) {
         memcpy(rows + 1, words + i, BLOCK * sizeof *words);
         rows[0] = 0;
         block_masks m;
@@ -460,6 +471,190 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
     return i;
 }
 
+#if HAVE_WIDE
+/*
+ * The wide blocks: 32 words a step in one AVX-512 register of 16-bit lanes, for the same
+ * words as the 63-word blocks. The row, TIME_LOW and TIME_HIGH in effect at each lane are
+ * filled forward in five masked permutes (lane k takes lane k - 1, k - 2, k - 4, ... while it
+ * has none of its own), the carried values then fill the lanes before a block's first; the
+ * events inside the sensor are compressed to the front and written eight records per two
+ * stores. The carried values meet a block only at that last fill, so consecutive blocks
+ * overlap in the pipeline.
+ */
+#define WIDE 32
+#define WIDE_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vbmi2,popcnt")))
+
+static int use_wide;  /* set at import where the CPU has the instructions */
+
+static int wide_cpu(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+           && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vbmi2");
+}
+
+/* Lane 31 of v. */
+WIDE_TARGET static inline uint16_t last_lane(__m512i v)
+{
+    return (uint16_t)_mm_extract_epi16(_mm512_extracti32x4_epi32(v, 3), 7);
+}
+
+/* Write n (1..8) records: times from `us` (8 x 64 bits) and x | y << 16 | p << 32 from rest. */
+WIDE_TARGET static inline void put_events8(event_t *out, __m512i us, __m512i rest, int n)
+{
+    const __m512i first = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
+    const __m512i second = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+    __m512i t = _mm512_mullo_epi64(us, _mm512_set1_epi64(NS_PER_US));
+    __m512i a = _mm512_permutex2var_epi64(t, first, rest);
+    __m512i b = _mm512_permutex2var_epi64(t, second, rest);
+    if (n == 8) {
+        _mm512_storeu_si512((void *)out, a);
+        _mm512_storeu_si512((void *)(out + 4), b);
+    } else {
+        unsigned q = (1u << (2 * n)) - 1u;
+        _mm512_mask_storeu_epi64((void *)out, (__mmask8)q, a);
+        _mm512_mask_storeu_epi64((void *)(out + 4), (__mmask8)(q >> 8), b);
+    }
+}
+
+WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *words,
+                                                 Py_ssize_t i, Py_ssize_t end)
+{
+    if (c->low < 0 || c->low > 0xFFF)
+        return i;  /* a state from elsewhere: its clock does not fit the lanes */
+    uint16_t y = (uint16_t)c->y, low = (uint16_t)c->low;
+    uint16_t high = (uint16_t)(((uint64_t)c->high >> 12) & 0xFFFu);
+    /* Microseconds above the 24-bit clock, and the offset: fixed while no TIME_HIGH wraps. */
+    const uint64_t above = ((uint64_t)c->high & ~(uint64_t)0xFFFFFF) + (uint64_t)c->offset_us;
+    const __m512i width = _mm512_set1_epi16((short)(c->width > 0xFFFF ? 0xFFFF : c->width));
+    const int every_row = c->height > 0xFFFF;
+    const __m512i height = _mm512_set1_epi16((short)(every_row ? 0 : c->height));
+    const __m512i m11 = _mm512_set1_epi16(0x7FF), m12 = _mm512_set1_epi16(0xFFF);
+    const __m512i above64 = _mm512_set1_epi64((long long)above);
+    const __m512i x_mask64 = _mm512_set1_epi64(0x7FF);
+    event_t *const ev = c->ev;
+    trigger_t *const tr = c->tr;
+    Py_ssize_t ne = c->ne, nt = c->nt;
+    __m512i back[5];  /* lane k takes lane k - 2^s */
+    for (int s = 0; s < 5; s++) {
+        uint16_t from[WIDE];
+        for (int k = 0; k < WIDE; k++)
+            from[k] = (uint16_t)(k >= (1 << s) ? k - (1 << s) : k);
+        back[s] = _mm512_loadu_si512((const void *)from);
+    }
+    while (end - i >= WIDE && c->ev_cap - ne >= WIDE) {
+        const __m512i w = _mm512_loadu_si512((const void *)(words + i));
+        const __m512i code = _mm512_srli_epi16(w, 12);
+        const uint32_t is_y = _mm512_cmpeq_epi16_mask(code, _mm512_set1_epi16(ADDR_Y));
+        const uint32_t is_x = _mm512_cmpeq_epi16_mask(code, _mm512_set1_epi16(ADDR_X));
+        const uint32_t is_low = _mm512_cmpeq_epi16_mask(code, _mm512_set1_epi16(TIME_LOW));
+        const uint32_t is_high = _mm512_cmpeq_epi16_mask(code, _mm512_set1_epi16(TIME_HIGH));
+        const uint32_t is_trigger = _mm512_cmpeq_epi16_mask(code,
+                                                             _mm512_set1_epi16(EXT_TRIGGER));
+        const uint32_t quiet = _mm512_cmpeq_epi16_mask(code, _mm512_set1_epi16(CONTINUED_4))
+                               | _mm512_cmpge_epu16_mask(code, _mm512_set1_epi16(OTHERS));
+        if ((is_y | is_x | is_low | is_high | is_trigger | quiet) != 0xFFFFFFFFu)
+            break;
+        const __m512i v12 = _mm512_and_si512(w, m12);
+        __m512i row = _mm512_and_si512(w, m11), lo = v12, hi = v12;
+        uint32_t has_row = is_y, has_lo = is_low, has_hi = is_high;
+        for (int s = 0; s < 5; s++) {
+            const uint32_t inside = ~0u << (1 << s);
+            row = _mm512_mask_permutexvar_epi16(row, ~has_row & inside, back[s], row);
+            lo = _mm512_mask_permutexvar_epi16(lo, ~has_lo & inside, back[s], lo);
+            hi = _mm512_mask_permutexvar_epi16(hi, ~has_hi & inside, back[s], hi);
+            has_row |= has_row << (1 << s);
+            has_lo |= has_lo << (1 << s);
+            has_hi |= has_hi << (1 << s);
+        }
+        const __m512i high_in = _mm512_set1_epi16((short)high);
+        row = _mm512_mask_mov_epi16(_mm512_set1_epi16((short)y), has_row, row);
+        lo = _mm512_mask_mov_epi16(_mm512_set1_epi16((short)low), has_lo, lo);
+        hi = _mm512_mask_mov_epi16(high_in, has_hi, hi);
+        if (is_high) {
+            /* A TIME_HIGH more than the tolerance below the one before it wraps: word by word. */
+            __m512i before = _mm512_mask_permutexvar_epi16(high_in, ~1u, back[0], hi);
+            if (_mm512_mask_cmpgt_epi16_mask(is_high, _mm512_sub_epi16(before, v12),
+                                             _mm512_set1_epi16(ROLLOVER_TOLERANCE)))
+                break;
+        }
+        uint32_t keep = is_x & _mm512_cmplt_epu16_mask(_mm512_and_si512(w, m11), width);
+        if (!every_row)
+            keep &= _mm512_cmplt_epu16_mask(row, height);
+        if (keep) {
+            const int n = __builtin_popcount(keep);
+            const __m512i xp = _mm512_maskz_compress_epi16(keep, v12);
+            const __m512i ys = _mm512_maskz_compress_epi16(keep, row);
+            const __m512i los = _mm512_maskz_compress_epi16(keep, lo);
+            const __m512i his = _mm512_maskz_compress_epi16(keep, hi);
+            for (int g = 0; g < n; g += 8) {
+                __m128i xg, yg, lg, hg;
+                switch (g >> 3) {  /* the lane group must be a constant */
+                case 0:
+                    xg = _mm512_extracti32x4_epi32(xp, 0);
+                    yg = _mm512_extracti32x4_epi32(ys, 0);
+                    lg = _mm512_extracti32x4_epi32(los, 0);
+                    hg = _mm512_extracti32x4_epi32(his, 0);
+                    break;
+                case 1:
+                    xg = _mm512_extracti32x4_epi32(xp, 1);
+                    yg = _mm512_extracti32x4_epi32(ys, 1);
+                    lg = _mm512_extracti32x4_epi32(los, 1);
+                    hg = _mm512_extracti32x4_epi32(his, 1);
+                    break;
+                case 2:
+                    xg = _mm512_extracti32x4_epi32(xp, 2);
+                    yg = _mm512_extracti32x4_epi32(ys, 2);
+                    lg = _mm512_extracti32x4_epi32(los, 2);
+                    hg = _mm512_extracti32x4_epi32(his, 2);
+                    break;
+                default:
+                    xg = _mm512_extracti32x4_epi32(xp, 3);
+                    yg = _mm512_extracti32x4_epi32(ys, 3);
+                    lg = _mm512_extracti32x4_epi32(los, 3);
+                    hg = _mm512_extracti32x4_epi32(his, 3);
+                    break;
+                }
+                const __m512i x64 = _mm512_cvtepu16_epi64(xg);
+                const __m512i us = _mm512_add_epi64(
+                    _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu16_epi64(hg), 12),
+                                    _mm512_cvtepu16_epi64(lg)), above64);
+                const __m512i rest = _mm512_or_si512(
+                    _mm512_or_si512(_mm512_and_si512(x64, x_mask64),
+                                    _mm512_slli_epi64(_mm512_cvtepu16_epi64(yg), 16)),
+                    _mm512_slli_epi64(_mm512_srli_epi64(x64, 11), 32));
+                put_events8(ev + ne + g, us, rest, n - g < 8 ? n - g : 8);
+            }
+            ne += n;
+        }
+        if (is_trigger) {
+            uint16_t lows[WIDE], highs[WIDE];
+            _mm512_storeu_si512((void *)lows, lo);
+            _mm512_storeu_si512((void *)highs, hi);
+            for (uint32_t b = is_trigger; b; b &= b - 1) {
+                const int k = lowest_bit(b);
+                trigger_t *out = &tr[nt++];
+                out->t = (int64_t)((above + ((uint64_t)highs[k] << 12 | lows[k])) * NS_PER_US);
+                out->p = (uint8_t)(words[i + k] & 1u);
+                out->id = (uint8_t)((words[i + k] >> 8) & 0xFu);
+                memset(out->pad, 0, sizeof out->pad);
+            }
+        }
+        y = last_lane(row);
+        low = last_lane(lo);
+        high = last_lane(hi);
+        i += WIDE;
+    }
+    c->y = y;
+    c->low = low;
+    c->high = (int64_t)(((uint64_t)c->high & ~(uint64_t)0xFFFFFF) | (uint64_t)high << 12);
+    c->now = time_ns(c, c->high, c->low);
+    c->ne = ne;
+    c->nt = nt;
+    return i;
+}
+#endif
+
 /*
  * Decode words[i:end) from the state in c; return where decoding stopped (end, or the index
  * of the word named by c->ended). Blocks while they qualify, otherwise word by word up to
@@ -469,13 +664,23 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
 static Py_ssize_t decode_span(evt3_ctx *c, const uint16_t *words, Py_ssize_t i, Py_ssize_t end)
 {
     const int blocks = !c->has_limit && c->rollover;
+    Py_ssize_t step = BLOCK;
+#if HAVE_WIDE
+    if (use_wide)
+        step = WIDE;
+#endif
     while (i < end) {
         if (blocks) {
-            i = decode_blocks(c, words, i, end);
+#if HAVE_WIDE
+            if (use_wide)
+                i = decode_blocks_wide(c, words, i, end);
+            else
+#endif
+                i = decode_blocks(c, words, i, end);
             if (i >= end)
                 break;
         }
-        i = decode_words(c, words, i, end - i > BLOCK ? i + BLOCK : end);
+        i = decode_words(c, words, i, end - i > step ? i + step : end);
         if (c->ended)
             break;
     }
@@ -560,6 +765,97 @@ PyDoc_STRVAR(evt3_decode_doc,
 "`start` the first word decoded (the words before it only moved the clock), `stop` the\n"
 "number of words consumed, `first_us` the extended time at `start` (None while invalid).");
 
+/* The clock and row of an Evt3State into c; *valid its flag. -1 with an exception. */
+static int state_into(PyObject *state, evt3_ctx *c, int *valid)
+{
+    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 6) {
+        PyErr_SetString(PyExc_TypeError, "state must be an Evt3State");
+        return -1;
+    }
+    long long y, low, high, pol, base;
+    if (arg_ll(PyTuple_GET_ITEM(state, 0), &y) < 0 || arg_ll(PyTuple_GET_ITEM(state, 1), &low) < 0
+        || arg_ll(PyTuple_GET_ITEM(state, 2), &high) < 0
+        || arg_ll(PyTuple_GET_ITEM(state, 3), &pol) < 0
+        || arg_ll(PyTuple_GET_ITEM(state, 4), &base) < 0)
+        return -1;
+    if ((*valid = PyObject_IsTrue(PyTuple_GET_ITEM(state, 5))) < 0)
+        return -1;
+    c->y = (unsigned)y & 0xFFFFu;
+    c->pol = (unsigned)pol & 1u;
+    c->base = (uint16_t)base;
+    c->low = low;
+    c->high = high;
+    return 0;
+}
+
+/* The Evt3State after decoding with c; NULL with an exception. */
+static PyObject *state_from(const evt3_ctx *c, int valid)
+{
+    PyObject *fields = Py_BuildValue("((LLLLLO))", (long long)c->y, (long long)c->low,
+                                     (long long)c->high, (long long)c->pol, (long long)c->base,
+                                     valid ? Py_True : Py_False);
+    if (fields == NULL)
+        return NULL;
+    PyObject *state = PyTuple_Type.tp_new((PyTypeObject *)state_type, fields, NULL);
+    Py_DECREF(fields);
+    return state;
+}
+
+/* Above this many words a decode lets other Python threads run; below, the GIL's hand-over
+ * would cost more than the decode. */
+#define RELEASE_WORDS 16384
+
+/*
+ * Decode words[0:n) from the state in c (its outputs set): before the first valid time (a
+ * TIME_HIGH, then a TIME_LOW) only the clock moves, then decode_span, or with bounds the
+ * spans between them, writing the marks. *valid is updated; *start is the first word
+ * decoded, *first_us the extended time there. Returns where decoding stopped, as c->ended
+ * says. The caller holds the buffers: this releases the GIL for long inputs.
+ */
+static Py_ssize_t evt3_run(evt3_ctx *c, const uint16_t *words, Py_ssize_t n, int *valid,
+                           Py_ssize_t *start, int64_t *first_us, const int64_t *bounds,
+                           Py_ssize_t nbounds, int64_t *marks)
+{
+    Py_ssize_t i = 0, stop = n;
+    if (!*valid) {
+        int saw_high = 0;
+        while (i < n) {
+            unsigned w = words[i++];
+            if (w >> 12 == TIME_LOW) {
+                c->low = w & 0xFFFu;
+                if (saw_high) {
+                    *valid = 1;
+                    break;
+                }
+            } else if (w >> 12 == TIME_HIGH) {
+                c->high = next_high(c->rollover, c->high, w & 0xFFFu);
+                saw_high = 1;
+            }
+        }
+    }
+    *start = *valid ? i : n;
+    *first_us = c->high | c->low;
+    c->now = time_ns(c, c->high, c->low);
+    PyThreadState *saved = n > RELEASE_WORDS ? PyEval_SaveThread() : NULL;
+    if (bounds != NULL) {
+        for (Py_ssize_t k = 0; k < nbounds; k++) {
+            marks[k] = c->ne;
+            marks[nbounds + k] = c->nt;
+            marks[2 * nbounds + k] = c->high | c->low;
+            if (k + 1 < nbounds) {
+                stop = decode_span(c, words, bounds[k], bounds[k + 1]);
+                if (c->ended)
+                    break;
+            }
+        }
+    } else {
+        stop = decode_span(c, words, *start, n);
+    }
+    if (saved != NULL)
+        PyEval_RestoreThread(saved);
+    return stop;
+}
+
 static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -567,24 +863,13 @@ static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "evt3_decode takes 8 arguments");
         return NULL;
     }
-    PyObject *state = args[1];
-    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 6) {
-        PyErr_SetString(PyExc_TypeError, "state must be an Evt3State");
-        return NULL;
-    }
-    long long y_in, low_in, high_in, pol_in, base_in, width, height, limit = 0;
-    long long rollover, offset_us;
-    if (arg_ll(PyTuple_GET_ITEM(state, 0), &y_in) < 0
-        || arg_ll(PyTuple_GET_ITEM(state, 1), &low_in) < 0
-        || arg_ll(PyTuple_GET_ITEM(state, 2), &high_in) < 0
-        || arg_ll(PyTuple_GET_ITEM(state, 3), &pol_in) < 0
-        || arg_ll(PyTuple_GET_ITEM(state, 4), &base_in) < 0
+    evt3_ctx c;
+    int valid;
+    long long width, height, limit = 0, rollover, offset_us;
+    if (state_into(args[1], &c, &valid) < 0
         || arg_ll(args[2], &width) < 0 || arg_ll(args[3], &height) < 0
         || (args[4] != Py_None && arg_ll(args[4], &limit) < 0)
         || arg_ll(args[5], &rollover) < 0 || arg_ll(args[6], &offset_us) < 0)
-        return NULL;
-    int valid = PyObject_IsTrue(PyTuple_GET_ITEM(state, 5));
-    if (valid < 0)
         return NULL;
     if (width < 0 || height < 0) {
         PyErr_SetString(PyExc_ValueError, "width and height must not be negative");
@@ -622,6 +907,7 @@ static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t n
     }
     Py_ssize_t ev_bound, tr_bound;
     evt3_bounds(words, n, &ev_bound, &tr_bound);
+    ev_bound += BLOCK;  /* room for a block to the end */
     events = new_array(event_dtype, ev_bound, &eb);
     if (events == NULL)
         goto release_m;
@@ -629,12 +915,6 @@ static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (triggers == NULL)
         goto release_e;
 
-    evt3_ctx c;
-    c.y = (unsigned)y_in & 0xFFFFu;
-    c.pol = (unsigned)pol_in & 1u;
-    c.base = (uint16_t)base_in;
-    c.low = low_in;
-    c.high = high_in;
     c.width = width;
     c.height = height;
     c.limit = limit;
@@ -647,48 +927,11 @@ static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t n
     c.tr_cap = tr_bound;
     c.ne = c.nt = 0;
     c.ended = 0;
-
-    /* Before the first valid time (a TIME_HIGH, then a TIME_LOW) only the clock moves. */
-    Py_ssize_t i = 0;
-    if (!valid) {
-        int saw_high = 0;
-        while (i < n) {
-            unsigned w = words[i++];
-            if (w >> 12 == TIME_LOW) {
-                c.low = w & 0xFFFu;
-                if (saw_high) {
-                    valid = 1;
-                    break;
-                }
-            } else if (w >> 12 == TIME_HIGH) {
-                c.high = next_high(c.rollover, c.high, w & 0xFFFu);
-                saw_high = 1;
-            }
-        }
-    }
-    const Py_ssize_t start = valid ? i : n;
-    const int64_t first_us = c.high | c.low;
-    c.now = time_ns(&c, c.high, c.low);
-
-    /* ended 0: stop == n; 1: stop is the TIME_LOW that reached the limit; 2: the bad word.
-     * The buffers are held: other Python threads (inference) run meanwhile. */
-    Py_ssize_t stop = n;
-    Py_BEGIN_ALLOW_THREADS
-    if (has_bounds) {
-        for (Py_ssize_t k = 0; k < nbounds; k++) {
-            marks[k] = c.ne;
-            marks[nbounds + k] = c.nt;
-            marks[2 * nbounds + k] = c.high | c.low;
-            if (k + 1 < nbounds) {
-                stop = decode_span(&c, words, bounds[k], bounds[k + 1]);
-                if (c.ended)
-                    break;
-            }
-        }
-    } else {
-        stop = decode_span(&c, words, start, n);
-    }
-    Py_END_ALLOW_THREADS
+    Py_ssize_t start;
+    int64_t first_us;
+    /* ended 0: stop == n; 1: stop is the TIME_LOW that reached the limit; 2: the bad word. */
+    const Py_ssize_t stop = evt3_run(&c, words, n, &valid, &start, &first_us, bounds, nbounds,
+                                     marks);
     if (c.ended == 3) {
         PyErr_SetString(PyExc_SystemError, "evt3_decode: more events than evt3_bounds");
         goto release_t;
@@ -699,13 +942,7 @@ static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t n
         goto release_t;
     }
     {
-        PyObject *fields = Py_BuildValue("((LLLLLO))", (long long)c.y, (long long)c.low,
-                                         (long long)c.high, (long long)c.pol,
-                                         (long long)c.base, valid ? Py_True : Py_False);
-        if (fields == NULL)
-            goto release_t;
-        PyObject *new_state = PyTuple_Type.tp_new((PyTypeObject *)state_type, fields, NULL);
-        Py_DECREF(fields);
+        PyObject *new_state = state_from(&c, valid);
         if (new_state == NULL)
             goto release_t;
         PyObject *first = Py_None;
@@ -874,95 +1111,340 @@ static PyObject *event_packet_fields(PyObject *self, PyObject *const *args, Py_s
     return result;
 }
 
-PyDoc_STRVAR(evt3_message_doc,
-"evt3_message(data, states) -> None or (sec, nanosec, frame_id, height, width, seq,\n"
-"    time_base, events, triggers, first_us, events_len)\n\n"
-"A whole serialized evt3 EventPacket in one call: its fields as event_packet_fields reads\n"
-"them, its words decoded as evt3_decode does from states[('evt3', width, height)] (the\n"
-"state of a new stream when absent), and the new state stored there. None, with states\n"
-"untouched, for anything else: not a plain little-endian layout, another encoding, an odd\n"
-"number of payload bytes, an unsupported word. The Python path then decodes it, and\n"
-"raises what it raises.");
+/*
+ * Serialized evt3 packets, the streaming path: one call parses the message, decodes its
+ * words from the stream's state, stores the new state and returns the DecodedPacket, built
+ * here (object.__new__ and the fields set, as the dataclass's __init__ would set them).
+ *
+ * The event arrays are views into chunks of a pool that the decoder keeps (a list:
+ * [events chunk, events used, triggers chunk, triggers used, an empty read-only triggers
+ * array]); a chunk is replaced by a new one when it has too little room left, and lives on
+ * while a packet's view of it does. One numpy.empty per POOL_RECORDS records once the
+ * chunks have grown, instead of two and a slice per packet.
+ */
+#define POOL_RECORDS 65536
 
-static PyObject *evt3_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* Room for `need` records of pool[slot]'s chunk from pool[slot + 1] on, in view and *used;
+ * a new chunk when there is less. -1 with an exception. */
+static int pool_room(PyObject *pool, Py_ssize_t slot, PyObject *dtype, Py_ssize_t need,
+                     Py_buffer *view, Py_ssize_t *used)
 {
-    (void)self;
-    if (nargs != 2 || !PyDict_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "evt3_message(data, states) with a dict of states");
+    Py_ssize_t at = PyLong_AsSsize_t(PyList_GET_ITEM(pool, slot + 1));
+    if (at == -1 && PyErr_Occurred())
+        return -1;
+    if (PyObject_GetBuffer(PyList_GET_ITEM(pool, slot), view, PyBUF_WRITABLE) < 0)
+        return -1;
+    const Py_ssize_t size = view->len / (Py_ssize_t)sizeof(event_t);
+    if (at < 0 || at > size) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "pool: a count outside its chunk");
+        return -1;
+    }
+    if (size - at >= need) {
+        *used = at;
+        return 0;
+    }
+    PyBuffer_Release(view);
+    /* Chunks grow from the first packet's size to POOL_RECORDS: a decoder that sees one
+     * packet allocates what it needs. */
+    Py_ssize_t grown = 2 * size < POOL_RECORDS ? 2 * size : POOL_RECORDS;
+    PyObject *chunk = new_array(dtype, need > grown ? need : grown, view);
+    if (chunk == NULL)
+        return -1;
+    PyObject *zero = PyLong_FromLong(0);
+    if (zero == NULL) {
+        PyBuffer_Release(view);
+        Py_DECREF(chunk);
+        return -1;
+    }
+    PyList_SetItem(pool, slot, chunk);  /* the old chunk lives on in the views of it */
+    PyList_SetItem(pool, slot + 1, zero);
+    *used = 0;
+    return 0;
+}
+
+/* pool[slot]'s chunk[used:used + n], and pool[slot + 1] moved on by n; NULL with an exception. */
+static PyObject *pool_take(PyObject *pool, Py_ssize_t slot, Py_ssize_t used, Py_ssize_t n)
+{
+    PyObject *count = PyLong_FromSsize_t(used + n);
+    if (count == NULL)
+        return NULL;
+    PyObject *view = PySequence_GetSlice(PyList_GET_ITEM(pool, slot), used, used + n);
+    if (view == NULL) {
+        Py_DECREF(count);
         return NULL;
     }
-    if (no_state == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "gep_ros.wire._kernels: setup() was not called");
-        return NULL;
+    PyList_SetItem(pool, slot + 1, count);
+    return view;
+}
+
+/* The fields of DecodedPacket and Header in the order set below (event_packet.py checks). */
+static const char *const PACKET_FIELDS[] = {
+    "header", "height", "width", "seq", "time_base", "encoding", "events", "triggers",
+    "first_sensor_time_ns", "consumed", "next_time_ns", "done"};
+static const char *const HEADER_FIELDS[] = {"stamp_ns", "frame_id"};
+#define N_PACKET_FIELDS 12
+#define N_HEADER_FIELDS 2
+static PyObject *packet_type, *header_type;
+static PyObject *packet_names[N_PACKET_FIELDS], *header_names[N_HEADER_FIELDS];
+
+/* An instance of type with its fields set to values (stolen, NULL allowed after a failure);
+ * NULL with an exception. */
+static PyObject *new_record(PyObject *type, PyObject *const *names, PyObject **values,
+                            int count)
+{
+    PyObject *obj = NULL;
+    for (int k = 0; k < count; k++)
+        if (values[k] == NULL)
+            goto out;
+    PyObject *no_args = PyTuple_New(0);
+    if (no_args == NULL)
+        goto out;
+    obj = ((PyTypeObject *)type)->tp_new((PyTypeObject *)type, no_args, NULL);
+    Py_DECREF(no_args);
+    for (int k = 0; obj != NULL && k < count; k++) {
+        if (PyObject_GenericSetAttr(obj, names[k], values[k]) < 0)
+            Py_CLEAR(obj);
     }
+out:
+    for (int k = 0; k < count; k++)
+        Py_XDECREF(values[k]);
+    return obj;
+}
+
+/*
+ * One serialized evt3 packet (see evt3_packet): a new DecodedPacket, Py_None when the path
+ * does not take it (nothing changed), NULL with an exception.
+ */
+static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool)
+{
     Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
         PyErr_Clear();
         Py_RETURN_NONE;
     }
     const uint8_t *b = (const uint8_t *)view.buf;
     packet_fields f;
-    PyObject *frame_id = NULL, *encoding = NULL, *key = NULL, *decoded = NULL, *result = NULL;
-    PyObject *payload = NULL, *call_args[8];
-    int status = parse_event_packet(b, view.len, &f);
-    if (status == 0 && (f.encoding_len != 4 || memcmp(b + f.encoding_start, "evt3", 4) != 0
-                        || f.events_len % 2))
-        status = -1;
-    if (status == 0)
-        status = packet_strings(b, &f, &frame_id, &encoding);
-    if (status == -2)
-        goto fail;
-    if (status != 0)
-        goto done;
+    PyObject *frame_id = NULL, *key = NULL, *result = NULL;
+    if (parse_event_packet(b, view.len, &f) != 0 || f.encoding_len != 4
+        || memcmp(b + f.encoding_start, "evt3", 4) != 0 || f.events_len % 2)
+        goto none;
+    frame_id = PyUnicode_DecodeUTF8((const char *)b + f.id_start, f.id_len, "strict");
+    if (frame_id == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+            goto out;
+        PyErr_Clear();
+        goto none;
+    }
     key = Py_BuildValue("(OII)", evt3_name, (unsigned int)f.width, (unsigned int)f.height);
-    payload = PyMemoryView_FromMemory((char *)b + f.events_offset, f.events_len, PyBUF_READ);
-    if (key == NULL || payload == NULL)
-        goto fail;
-    PyObject *state = PyDict_GetItemWithError(args[1], key);  /* borrowed */
+    if (key == NULL)
+        goto out;
+    PyObject *state = PyDict_GetItemWithError(states, key);  /* borrowed */
     if (state == NULL && PyErr_Occurred())
-        goto fail;
-    call_args[0] = payload;
-    call_args[1] = state != NULL ? state : no_state;
-    call_args[2] = PyTuple_GET_ITEM(key, 1);
-    call_args[3] = PyTuple_GET_ITEM(key, 2);
-    call_args[4] = Py_None;
-    call_args[5] = Py_True;
-    call_args[6] = NULL;  /* time_offset_us: 0, set below */
-    call_args[7] = Py_None;
-    PyObject *zero = PyLong_FromLong(0);
-    if (zero == NULL)
-        goto fail;
-    call_args[6] = zero;
-    decoded = evt3_decode(NULL, call_args, 8);
-    Py_DECREF(zero);
-    if (decoded == NULL)
-        goto fail;
-    /* (bad, events, triggers, state, start, stop, first_us, marks) */
-    if (PyLong_AsSsize_t(PyTuple_GET_ITEM(decoded, 0)) >= 0)
-        goto done;  /* an unsupported word: the Python path raises its WireError */
-    if (PyDict_SetItem(args[1], key, PyTuple_GET_ITEM(decoded, 3)) < 0)
-        goto fail;
-    result = Py_BuildValue("(iINIIKKOOOn)", (int)f.sec, (unsigned int)f.nanosec, frame_id,
-                           (unsigned int)f.height, (unsigned int)f.width,
-                           (unsigned long long)f.seq, (unsigned long long)f.time_base,
-                           PyTuple_GET_ITEM(decoded, 1), PyTuple_GET_ITEM(decoded, 2),
-                           PyTuple_GET_ITEM(decoded, 6), f.events_len);
-    frame_id = NULL;  /* stolen by N */
+        goto out;
+    evt3_ctx c, c0;
+    int valid, valid0;
+    if (state_into(state != NULL ? state : no_state, &c0, &valid0) < 0)
+        goto out;
+    c0.width = f.width;
+    c0.height = f.height;
+    c0.limit = c0.offset_us = 0;
+    c0.has_limit = 0;
+    c0.rollover = 1;
+    const uint16_t *words = (const uint16_t *)(b + f.events_offset);
+    const Py_ssize_t n = f.events_len / 2;
+    /* Events: at most one per word but for vectors, which decode_words checks (then the
+     * packet is decoded again into room for its bound). Triggers: one per word at most. */
+    Py_ssize_t need = n + BLOCK, ev_used, tr_used, start, stop;
+    int64_t first_us;
+    Py_buffer eb, tb;
+    for (;;) {
+        if (pool_room(pool, 0, event_dtype, need, &eb, &ev_used) < 0)
+            goto out;
+        if (pool_room(pool, 2, trigger_dtype, n, &tb, &tr_used) < 0) {
+            PyBuffer_Release(&eb);
+            goto out;
+        }
+        c = c0;
+        valid = valid0;
+        c.ev = (event_t *)eb.buf + ev_used;
+        c.ev_cap = eb.len / (Py_ssize_t)sizeof(event_t) - ev_used;
+        c.tr = (trigger_t *)tb.buf + tr_used;
+        c.tr_cap = tb.len / (Py_ssize_t)sizeof(trigger_t) - tr_used;
+        c.ne = c.nt = 0;
+        c.ended = 0;
+        stop = evt3_run(&c, words, n, &valid, &start, &first_us, NULL, 0, NULL);
+        PyBuffer_Release(&tb);
+        PyBuffer_Release(&eb);
+        if (c.ended != 3)
+            break;
+        Py_ssize_t tr_bound;
+        evt3_bounds(words, n, &need, &tr_bound);
+        need += BLOCK;
+    }
+    (void)stop;
+    if (c.ended == 2)
+        goto none;  /* an unsupported word: the general path raises its WireError */
+    PyObject *new_state = state_from(&c, valid);
+    if (new_state == NULL)
+        goto out;
+    int stored = PyDict_SetItem(states, key, new_state);
+    Py_DECREF(new_state);
+    if (stored < 0)
+        goto out;
+    PyObject *first = Py_None;
+    int64_t first_ns;
+    if (!valid)
+        Py_INCREF(first);
+    else if (!__builtin_mul_overflow(first_us, (int64_t)NS_PER_US, &first_ns))
+        first = PyLong_FromLongLong(first_ns);
+    else {  /* a state from elsewhere: Python's integers do not overflow */
+        PyObject *us = PyLong_FromLongLong(first_us), *ns = PyLong_FromLong(NS_PER_US);
+        first = us && ns ? PyNumber_Multiply(us, ns) : NULL;
+        Py_XDECREF(us);
+        Py_XDECREF(ns);
+    }
+    PyObject *triggers;
+    if (c.nt > 0)
+        triggers = pool_take(pool, 2, tr_used, c.nt);
+    else {
+        triggers = PyList_GET_ITEM(pool, 4);
+        Py_INCREF(triggers);
+    }
+    PyObject *header_values[N_HEADER_FIELDS] = {
+        PyLong_FromLongLong((long long)f.sec * 1000000000LL + f.nanosec), frame_id};
+    frame_id = NULL;  /* stolen */
+    Py_INCREF(evt3_name);
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_True);
+    PyObject *packet_values[N_PACKET_FIELDS] = {
+        new_record(header_type, header_names, header_values, N_HEADER_FIELDS),
+        PyLong_FromUnsignedLong(f.height), PyLong_FromUnsignedLong(f.width),
+        PyLong_FromUnsignedLongLong(f.seq), PyLong_FromUnsignedLongLong(f.time_base),
+        evt3_name, pool_take(pool, 0, ev_used, c.ne), triggers, first,
+        PyLong_FromSsize_t(f.events_len), Py_None, Py_True};
+    result = new_record(packet_type, packet_names, packet_values, N_PACKET_FIELDS);
     goto out;
-done:
+none:
     result = Py_None;
     Py_INCREF(result);
-    goto out;
-fail:
-    result = NULL;
 out:
     Py_XDECREF(frame_id);
-    Py_XDECREF(encoding);
     Py_XDECREF(key);
-    Py_XDECREF(decoded);
-    Py_XDECREF(payload);  /* a view of `view`'s memory, released next */
     PyBuffer_Release(&view);
     return result;
+}
+
+PyDoc_STRVAR(setup_packets_doc,
+"setup_packets(packet_type, header_type)\n\n"
+"Give evt3_packet the classes it builds: DecodedPacket and Header, with the fields of\n"
+"PACKET_FIELDS and HEADER_FIELDS (event_packet.py calls this once at import).");
+
+static PyObject *setup_packets(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "setup_packets(packet_type, header_type)");
+        return NULL;
+    }
+    for (int k = 0; k < N_PACKET_FIELDS; k++)
+        if (packet_names[k] == NULL
+            && (packet_names[k] = PyUnicode_InternFromString(PACKET_FIELDS[k])) == NULL)
+            return NULL;
+    for (int k = 0; k < N_HEADER_FIELDS; k++)
+        if (header_names[k] == NULL
+            && (header_names[k] = PyUnicode_InternFromString(HEADER_FIELDS[k])) == NULL)
+            return NULL;
+    Py_INCREF(args[0]);
+    Py_XSETREF(packet_type, args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(header_type, args[1]);
+    Py_RETURN_NONE;
+}
+
+/* A tuple of the C strings of names; NULL with an exception. */
+static PyObject *names_tuple(const char *const *names, int count)
+{
+    PyObject *tuple = PyTuple_New(count);
+    for (int k = 0; tuple != NULL && k < count; k++) {
+        PyObject *name = PyUnicode_FromString(names[k]);
+        if (name == NULL)
+            Py_CLEAR(tuple);
+        else
+            PyTuple_SET_ITEM(tuple, k, name);
+    }
+    return tuple;
+}
+
+static int packet_args(PyObject *states, PyObject *pool)
+{
+    if (packet_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "gep_ros.wire._kernels: setup() was not called");
+        return -1;
+    }
+    if (!PyDict_Check(states) || !PyList_Check(pool) || PyList_GET_SIZE(pool) != 5) {
+        PyErr_SetString(PyExc_TypeError, "states must be a dict and pool a list of 5 "
+                        "(events chunk, used, triggers chunk, used, empty triggers)");
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(evt3_packet_doc,
+"evt3_packet(data, states, pool) -> DecodedPacket or None\n\n"
+"A whole serialized evt3 EventPacket in one call: its fields as event_packet_fields reads\n"
+"them, its words decoded as evt3_decode does from states[('evt3', width, height)] (the\n"
+"state of a new stream when absent), the new state stored there, its events and triggers\n"
+"in arrays from pool. None, with states untouched, for anything else: not a plain\n"
+"little-endian layout, another encoding, an odd number of payload bytes, an unsupported\n"
+"word. The Python path then decodes it, and raises what it raises.");
+
+static PyObject *evt3_packet(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "evt3_packet(data, states, pool)");
+        return NULL;
+    }
+    if (packet_args(args[1], args[2]) < 0)
+        return NULL;
+    return decode_packet(args[0], args[1], args[2]);
+}
+
+PyDoc_STRVAR(evt3_packets_doc,
+"evt3_packets(messages, index, states, pool) -> list of DecodedPacket\n\n"
+"evt3_packet on messages[index], messages[index + 1], ... (a list) until the end or the\n"
+"first message that it does not take (which is then not decoded): the packets decoded.");
+
+static PyObject *evt3_packets(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 4 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "evt3_packets(messages, index, states, pool) with a "
+                        "list of messages");
+        return NULL;
+    }
+    Py_ssize_t index = PyLong_AsSsize_t(args[1]);
+    if (index == -1 && PyErr_Occurred())
+        return NULL;
+    if (packet_args(args[2], args[3]) < 0)
+        return NULL;
+    PyObject *done = PyList_New(0);
+    /* the list is read again at each step: decoding runs no Python code, but stays safe */
+    for (; done != NULL && index >= 0 && index < PyList_GET_SIZE(args[0]); index++) {
+        PyObject *message = PyList_GET_ITEM(args[0], index);
+        Py_INCREF(message);
+        PyObject *packet = decode_packet(message, args[2], args[3]);
+        Py_DECREF(message);
+        if (packet == Py_None) {
+            Py_DECREF(packet);
+            break;
+        }
+        if (packet == NULL || PyList_Append(done, packet) < 0)
+            Py_CLEAR(done);
+        Py_XDECREF(packet);
+    }
+    return done;
 }
 
 /* ---- dvs_msgs/EventArray ------------------------------------------------------------------ */
@@ -1024,13 +1506,52 @@ static PyObject *event_array_decode(PyObject *self, PyObject *const *args, Py_ss
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(wide_blocks_doc,
+"wide_blocks(use=None) -> bool\n\n"
+"Whether EVT3 blocks are decoded 32 words at a time with AVX-512, which is the default\n"
+"where the CPU has it (else 63-word blocks); `use` switches it, for the tests of both\n"
+"paths. ValueError for True where the CPU does not have the instructions.");
+
+static PyObject *wide_blocks(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "wide_blocks(use=None)");
+        return NULL;
+    }
+#if HAVE_WIDE
+    int can = wide_cpu();
+    if (nargs == 1 && args[0] != Py_None) {
+        int want = PyObject_IsTrue(args[0]);
+        if (want < 0)
+            return NULL;
+        if (want && !can) {
+            PyErr_SetString(PyExc_ValueError, "this CPU has no AVX-512 BW/DQ/VBMI2");
+            return NULL;
+        }
+        use_wide = want;
+    }
+    return PyBool_FromLong(use_wide);
+#else
+    if (nargs == 1 && args[0] != Py_None && PyObject_IsTrue(args[0])) {
+        PyErr_SetString(PyExc_ValueError, "this build has no AVX-512 block decoder");
+        return NULL;
+    }
+    Py_RETURN_FALSE;
+#endif
+}
+
 static PyMethodDef methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL, setup_doc},
     {"evt3_decode", (PyCFunction)(void (*)(void))evt3_decode, METH_FASTCALL, evt3_decode_doc},
     {"event_packet_fields", (PyCFunction)(void (*)(void))event_packet_fields, METH_FASTCALL,
      event_packet_fields_doc},
-    {"evt3_message", (PyCFunction)(void (*)(void))evt3_message, METH_FASTCALL,
-     evt3_message_doc},
+    {"setup_packets", (PyCFunction)(void (*)(void))setup_packets, METH_FASTCALL,
+     setup_packets_doc},
+    {"wide_blocks", (PyCFunction)(void (*)(void))wide_blocks, METH_FASTCALL, wide_blocks_doc},
+    {"evt3_packet", (PyCFunction)(void (*)(void))evt3_packet, METH_FASTCALL, evt3_packet_doc},
+    {"evt3_packets", (PyCFunction)(void (*)(void))evt3_packets, METH_FASTCALL,
+     evt3_packets_doc},
     {"event_array_decode", (PyCFunction)(void (*)(void))event_array_decode, METH_FASTCALL,
      event_array_decode_doc},
     {NULL, NULL, 0, NULL},
@@ -1051,7 +1572,13 @@ PyMODINIT_FUNC PyInit__kernels(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddIntConstant(m, "INTERFACE_VERSION", INTERFACE_VERSION) < 0
+#if HAVE_WIDE
+    use_wide = wide_cpu();
+#endif
+    if (PyModule_AddObject(m, "PACKET_FIELDS", names_tuple(PACKET_FIELDS, N_PACKET_FIELDS)) < 0
+        || PyModule_AddObject(m, "HEADER_FIELDS", names_tuple(HEADER_FIELDS, N_HEADER_FIELDS))
+               < 0
+        || PyModule_AddIntConstant(m, "INTERFACE_VERSION", INTERFACE_VERSION) < 0
         || PyModule_AddIntConstant(m, "EVENT_SIZE", (long)sizeof(event_t)) < 0
         || PyModule_AddIntConstant(m, "TRIGGER_SIZE", (long)sizeof(trigger_t)) < 0) {
         Py_DECREF(m);

@@ -19,7 +19,7 @@ The `is_bigendian` flag is carried but, as in event_camera_codecs, not used: eve
 encoding is little-endian by definition.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 import operator
 from typing import Optional
 
@@ -130,6 +130,18 @@ class DecodedPacket:
     done: bool = True  # the whole payload has been consumed
 
 
+def _setup_kernels():
+    """Give the kernels the classes they build; refuse fields other than theirs."""
+    for cls, names in ((DecodedPacket, kernels.PACKET_FIELDS), (Header, kernels.HEADER_FIELDS)):
+        if tuple(f.name for f in fields(cls)) != names:
+            raise ImportError(f'gep_ros.wire._kernels builds {cls.__name__} with the fields '
+                              f'{names}, but it has {tuple(f.name for f in fields(cls))}')
+    kernels.setup_packets(DecodedPacket, Header)
+
+
+_setup_kernels()
+
+
 def _record_times(records, time_base):
     """Mono / trigger record time: time_base + low 32 bits, in uint64 like upstream."""
     t = np.uint64(time_base & _MASK64) + (records & np.uint64(0xFFFFFFFF))
@@ -188,6 +200,8 @@ def _word_size(msg):
 RUN_WORDS = 1 << 17
 _WORD = np.dtype('<u2')
 _NO_STATE = evt3.Evt3State()
+_NO_TRIGGERS = np.empty(0, TRIGGER_DTYPE)
+_NO_TRIGGERS.flags.writeable = False
 
 
 class EventPacketDecoder:
@@ -202,12 +216,17 @@ class EventPacketDecoder:
     `decode_batch(messages)` decodes a list of packets as `decode` would one after the other.
 
     A serialized evt3 packet, the streaming case, is decoded by one kernel call
-    (`_kernels.evt3_message`: layout, words and the stream's state), the Python around it a
-    few microseconds; anything that call does not take goes the general way.
+    (`_kernels.evt3_packet`: layout, words, the stream's state and the DecodedPacket);
+    anything that call does not take goes the general way. Its event arrays are views into
+    chunks of about a megabyte that the decoder allocates once per many packets (a chunk
+    is freed when the last view of it is).
     """
 
     def __init__(self):
         self._states = {}
+        # The kernel's pool: events chunk, events used, triggers chunk, triggers used, and
+        # the empty triggers array that packets without triggers share (read-only).
+        self._pool = [np.empty(0, EVENT_DTYPE), 0, np.empty(0, TRIGGER_DTYPE), 0, _NO_TRIGGERS]
 
     def reset(self):
         """Forget all stream state (a looping bag, a restarted driver)."""
@@ -217,7 +236,8 @@ class EventPacketDecoder:
         """Decode serialized EventPacket bytes (or an EventPacket) into a DecodedPacket."""
         whole = until_ns is None and type(start) is int and start == 0
         if whole and not isinstance(data, EventPacket):
-            out = self._decode_evt3_message(data)  # what a subscription does for each packet
+            # What a subscription does for each packet.
+            out = kernels.evt3_packet(data, self._states, self._pool)
             if out is not None:
                 return out
         msg = data if isinstance(data, EventPacket) else decode_event_packet(data)
@@ -240,27 +260,34 @@ class EventPacketDecoder:
 
         `messages` is a list of serialized EventPackets (or EventPackets). Returns a list
         with, for each, its DecodedPacket or the WireError that `decode` would have raised;
-        the decoder's state afterwards is the same as well. Serialized evt3 packets are
-        decoded one kernel call each, as `decode` does. Consecutive parsed evt3 EventPackets
-        with the same geometry are decoded by one `evt3.decode_run` call once the clock is
-        valid (before that, packet by packet: the first valid time is looked for in each
-        packet on its own); a run in which a packet raises is decoded again packet by
-        packet, so that exactly that packet gets the error. Their event and trigger arrays
-        are then views into the run's arrays. Other encodings are decoded one by one.
+        the decoder's state afterwards is the same as well. Consecutive serialized evt3
+        packets are decoded by one kernel call (`_kernels.evt3_packets`). Consecutive
+        parsed evt3 EventPackets with the same geometry are decoded by one
+        `evt3.decode_run` call once the clock is valid (before that, packet by packet: the
+        first valid time is looked for in each packet on its own); a run in which a packet
+        raises is decoded again packet by packet, so that exactly that packet gets the
+        error. Their event and trigger arrays are then views into the run's arrays. Other
+        encodings are decoded one by one.
         """
+        messages = messages if type(messages) is list else list(messages)
         results = []
         run, run_key, run_words = [], None, 0  # the pending run: indices into results
-        for data in messages:
+        index = 0
+        while index < len(messages):
+            data = messages[index]
             if not isinstance(data, EventPacket):
-                # Serialized evt3 packets go through the kernel one call each (a parsed
-                # EventPacket skips that), after the pending run: state follows arrival.
+                # Serialized evt3 packets go through the kernel, one call for as many in a
+                # row as it takes (a parsed EventPacket skips that), after the pending run:
+                # state follows arrival.
                 if run:
                     self._decode_run(run, results)
                     run = []
-                out = self._decode_evt3_message(data)
-                if out is not None:
-                    results.append(out)
+                done = kernels.evt3_packets(messages, index, self._states, self._pool)
+                if done:
+                    results += done
+                    index += len(done)
                     continue
+            index += 1
             try:
                 msg = data if isinstance(data, EventPacket) else decode_event_packet(data)
                 size = _word_size(msg)
@@ -322,23 +349,6 @@ class EventPacketDecoder:
                                        events[ev_at[k]:ev_at[k + 1]],
                                        triggers[tr_at[k]:tr_at[k + 1]], us * evt3.NS_PER_US,
                                        msg.events.size)
-
-    def _decode_evt3_message(self, data):
-        """Decode serialized bytes of a whole evt3 packet in one kernel call; None if not one.
-
-        None (nothing decoded, no state changed) for anything but a plainly laid out
-        little-endian evt3 packet of whole words without unsupported words: the general
-        path decodes those, and raises what it raises.
-        """
-        out = kernels.evt3_message(data, self._states)
-        if out is None:
-            return None
-        sec, nanosec, frame_id, height, width, seq, time_base, events, triggers, first_us, \
-            total = out
-        return DecodedPacket(Header(sec * 1_000_000_000 + nanosec, frame_id), height, width,
-                             seq, time_base, 'evt3', events, triggers,
-                             None if first_us is None else first_us * evt3.NS_PER_US, total,
-                             None, True)
 
     def _decode_evt3(self, msg):
         """`_decode` of a whole evt3 packet (whole words), with nothing else to check."""
