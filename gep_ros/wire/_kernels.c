@@ -1118,11 +1118,13 @@ static PyObject *event_packet_fields(PyObject *self, PyObject *const *args, Py_s
  *
  * The event arrays are views into chunks of a pool that the decoder keeps (a list:
  * [events chunk, events used, triggers chunk, triggers used, an empty read-only triggers
- * array]); a chunk is replaced by a new one when it has too little room left, and lives on
- * while a packet's view of it does. One numpy.empty per POOL_RECORDS records once the
- * chunks have grown, instead of two and a slice per packet.
+ * array, spare events chunks, spare triggers chunks]); a chunk is replaced when it has too
+ * little room left, by a spare that no view holds any more or else a new one, and lives
+ * on while a packet's view of it does. A slice per packet instead of two numpy.empty, and
+ * memory that stays mapped and warm.
  */
 #define POOL_RECORDS 65536
+#define POOL_SPARES 3
 
 /* Room for `need` records of pool[slot]'s chunk from pool[slot + 1] on, in view and *used;
  * a new chunk when there is less. -1 with an exception. */
@@ -1145,19 +1147,50 @@ static int pool_room(PyObject *pool, Py_ssize_t slot, PyObject *dtype, Py_ssize_
         return 0;
     }
     PyBuffer_Release(view);
-    /* Chunks grow from the first packet's size to POOL_RECORDS: a decoder that sees one
-     * packet allocates what it needs. */
-    Py_ssize_t grown = 2 * size < POOL_RECORDS ? 2 * size : POOL_RECORDS;
-    PyObject *chunk = new_array(dtype, need > grown ? need : grown, view);
-    if (chunk == NULL)
+    /* A chunk that no packet's view holds any more (only the pool does) is written again:
+     * its memory is mapped and warm. The full chunk goes to the spares, where it waits for
+     * its views to go; the oldest spare leaves when there are more than POOL_SPARES. */
+    PyObject *spares = PyList_GET_ITEM(pool, 5 + slot / 2);  /* 5: events, 6: triggers */
+    PyObject *chunk = PyList_GET_ITEM(pool, slot);
+    if (PyList_Append(spares, chunk) < 0)
         return -1;
+    if (PyList_GET_SIZE(spares) > POOL_SPARES && PySequence_DelItem(spares, 0) < 0)
+        return -1;
+    chunk = NULL;
+    for (Py_ssize_t k = PyList_GET_SIZE(spares) - 1; k >= 0; k--) {
+        PyObject *spare = PyList_GET_ITEM(spares, k);
+        if (Py_REFCNT(spare) != 1)
+            continue;
+        if (PyObject_GetBuffer(spare, view, PyBUF_WRITABLE) < 0)
+            return -1;
+        if (view->len / (Py_ssize_t)sizeof(event_t) >= need) {
+            chunk = spare;
+            Py_INCREF(chunk);
+            if (PySequence_DelItem(spares, k) < 0) {
+                PyBuffer_Release(view);
+                Py_DECREF(chunk);
+                return -1;
+            }
+            break;
+        }
+        PyBuffer_Release(view);
+    }
+    if (chunk == NULL) {
+        /* Chunks grow from a quarter of POOL_RECORDS, so that a decoder that sees a few
+         * packets allocates little. */
+        Py_ssize_t grown = 4 * size < POOL_RECORDS / 4 ? POOL_RECORDS / 4
+                           : 4 * size < POOL_RECORDS ? 4 * size : POOL_RECORDS;
+        chunk = new_array(dtype, need > grown ? need : grown, view);
+        if (chunk == NULL)
+            return -1;
+    }
     PyObject *zero = PyLong_FromLong(0);
     if (zero == NULL) {
         PyBuffer_Release(view);
         Py_DECREF(chunk);
         return -1;
     }
-    PyList_SetItem(pool, slot, chunk);  /* the old chunk lives on in the views of it */
+    PyList_SetItem(pool, slot, chunk);
     PyList_SetItem(pool, slot + 1, zero);
     *used = 0;
     return 0;
@@ -1212,11 +1245,59 @@ out:
     return obj;
 }
 
+/* The state of the stream being decoded, kept in C between the packets of a batch and
+ * stored in the states dict when the stream changes or the batch ends. */
+typedef struct {
+    int loaded, valid, decoded;  /* decoded: a packet moved the state since it was loaded */
+    unsigned int width, height;
+    evt3_ctx c;
+} stream_state;
+
+/* Store s's state in states under ('evt3', width, height); 0, or -1 with an exception. */
+static int stream_store(stream_state *s, PyObject *states)
+{
+    if (!s->loaded || !s->decoded)
+        return 0;
+    s->decoded = 0;
+    PyObject *key = Py_BuildValue("(OII)", evt3_name, s->width, s->height);
+    PyObject *state = key != NULL ? state_from(&s->c, s->valid) : NULL;
+    int stored = state != NULL ? PyDict_SetItem(states, key, state) : -1;
+    Py_XDECREF(key);
+    Py_XDECREF(state);
+    return stored;
+}
+
+/* Make s the state of the stream of that geometry; 0, or -1 with an exception. */
+static int stream_load(stream_state *s, PyObject *states, unsigned int width,
+                       unsigned int height)
+{
+    if (s->loaded && s->width == width && s->height == height)
+        return 0;
+    if (stream_store(s, states) < 0)
+        return -1;
+    s->loaded = 0;
+    PyObject *key = Py_BuildValue("(OII)", evt3_name, width, height);
+    if (key == NULL)
+        return -1;
+    PyObject *state = PyDict_GetItemWithError(states, key);  /* borrowed */
+    Py_DECREF(key);
+    if (state == NULL && PyErr_Occurred())
+        return -1;
+    if (state_into(state != NULL ? state : no_state, &s->c, &s->valid) < 0)
+        return -1;
+    s->loaded = 1;
+    s->width = width;
+    s->height = height;
+    return 0;
+}
+
 /*
- * One serialized evt3 packet (see evt3_packet): a new DecodedPacket, Py_None when the path
- * does not take it (nothing changed), NULL with an exception.
+ * One serialized evt3 packet (see evt3_packet) from the state in s (loaded here from states
+ * when it holds another stream): a new DecodedPacket, with its state left in s; Py_None
+ * when the path does not take it (nothing changed); NULL with an exception.
  */
-static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool)
+static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
+                               stream_state *s)
 {
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
@@ -1225,7 +1306,7 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool)
     }
     const uint8_t *b = (const uint8_t *)view.buf;
     packet_fields f;
-    PyObject *frame_id = NULL, *key = NULL, *result = NULL;
+    PyObject *frame_id = NULL, *result = NULL;
     if (parse_event_packet(b, view.len, &f) != 0 || f.encoding_len != 4
         || memcmp(b + f.encoding_start, "evt3", 4) != 0 || f.events_len % 2)
         goto none;
@@ -1236,16 +1317,10 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool)
         PyErr_Clear();
         goto none;
     }
-    key = Py_BuildValue("(OII)", evt3_name, (unsigned int)f.width, (unsigned int)f.height);
-    if (key == NULL)
+    if (stream_load(s, states, f.width, f.height) < 0)
         goto out;
-    PyObject *state = PyDict_GetItemWithError(states, key);  /* borrowed */
-    if (state == NULL && PyErr_Occurred())
-        goto out;
-    evt3_ctx c, c0;
-    int valid, valid0;
-    if (state_into(state != NULL ? state : no_state, &c0, &valid0) < 0)
-        goto out;
+    evt3_ctx c, c0 = s->c;
+    int valid, valid0 = s->valid;
     c0.width = f.width;
     c0.height = f.height;
     c0.limit = c0.offset_us = 0;
@@ -1285,13 +1360,9 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool)
     (void)stop;
     if (c.ended == 2)
         goto none;  /* an unsupported word: the general path raises its WireError */
-    PyObject *new_state = state_from(&c, valid);
-    if (new_state == NULL)
-        goto out;
-    int stored = PyDict_SetItem(states, key, new_state);
-    Py_DECREF(new_state);
-    if (stored < 0)
-        goto out;
+    s->c = c;
+    s->valid = valid;
+    s->decoded = 1;
     PyObject *first = Py_None;
     int64_t first_ns;
     if (!valid)
@@ -1330,7 +1401,6 @@ none:
     Py_INCREF(result);
 out:
     Py_XDECREF(frame_id);
-    Py_XDECREF(key);
     PyBuffer_Release(&view);
     return result;
 }
@@ -1382,9 +1452,11 @@ static int packet_args(PyObject *states, PyObject *pool)
         PyErr_SetString(PyExc_RuntimeError, "gep_ros.wire._kernels: setup() was not called");
         return -1;
     }
-    if (!PyDict_Check(states) || !PyList_Check(pool) || PyList_GET_SIZE(pool) != 5) {
-        PyErr_SetString(PyExc_TypeError, "states must be a dict and pool a list of 5 "
-                        "(events chunk, used, triggers chunk, used, empty triggers)");
+    if (!PyDict_Check(states) || !PyList_Check(pool) || PyList_GET_SIZE(pool) != 7
+        || !PyList_Check(PyList_GET_ITEM(pool, 5)) || !PyList_Check(PyList_GET_ITEM(pool, 6))) {
+        PyErr_SetString(PyExc_TypeError, "states must be a dict and pool a list of 7 "
+                        "(events chunk, used, triggers chunk, used, empty triggers, "
+                        "spare events chunks, spare triggers chunks)");
         return -1;
     }
     return 0;
@@ -1408,7 +1480,11 @@ static PyObject *evt3_packet(PyObject *self, PyObject *const *args, Py_ssize_t n
     }
     if (packet_args(args[1], args[2]) < 0)
         return NULL;
-    return decode_packet(args[0], args[1], args[2]);
+    stream_state s = {0};
+    PyObject *packet = decode_packet(args[0], args[1], args[2], &s);
+    if (packet != NULL && stream_store(&s, args[1]) < 0)
+        Py_CLEAR(packet);
+    return packet;
 }
 
 PyDoc_STRVAR(evt3_packets_doc,
@@ -1430,11 +1506,12 @@ static PyObject *evt3_packets(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (packet_args(args[2], args[3]) < 0)
         return NULL;
     PyObject *done = PyList_New(0);
+    stream_state s = {0};
     /* the list is read again at each step: decoding runs no Python code, but stays safe */
     for (; done != NULL && index >= 0 && index < PyList_GET_SIZE(args[0]); index++) {
         PyObject *message = PyList_GET_ITEM(args[0], index);
         Py_INCREF(message);
-        PyObject *packet = decode_packet(message, args[2], args[3]);
+        PyObject *packet = decode_packet(message, args[2], args[3], &s);
         Py_DECREF(message);
         if (packet == Py_None) {
             Py_DECREF(packet);
@@ -1444,6 +1521,13 @@ static PyObject *evt3_packets(PyObject *self, PyObject *const *args, Py_ssize_t 
             Py_CLEAR(done);
         Py_XDECREF(packet);
     }
+    /* The states of the packets decoded, also when one raised (the exception is kept). */
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    if (stream_store(&s, args[2]) < 0)
+        Py_CLEAR(done);
+    if (type != NULL)
+        PyErr_Restore(type, value, traceback);
     return done;
 }
 

@@ -112,7 +112,7 @@ def encode_event_packet(header, height, width, seq, time_base, encoding, events_
     return writer.getvalue()
 
 
-@dataclass
+@dataclass(slots=True)
 class DecodedPacket:
     """Events of one EventPacket (or of the part of it before a time limit)."""
 
@@ -218,15 +218,17 @@ class EventPacketDecoder:
     A serialized evt3 packet, the streaming case, is decoded by one kernel call
     (`_kernels.evt3_packet`: layout, words, the stream's state and the DecodedPacket);
     anything that call does not take goes the general way. Its event arrays are views into
-    chunks of about a megabyte that the decoder allocates once per many packets (a chunk
-    is freed when the last view of it is).
+    chunks of about a megabyte that the decoder keeps: a chunk is written again once no
+    packet's array is left of it, and freed when the decoder and the last array are.
     """
 
     def __init__(self):
         self._states = {}
-        # The kernel's pool: events chunk, events used, triggers chunk, triggers used, and
-        # the empty triggers array that packets without triggers share (read-only).
-        self._pool = [np.empty(0, EVENT_DTYPE), 0, np.empty(0, TRIGGER_DTYPE), 0, _NO_TRIGGERS]
+        # The kernel's pool: events chunk, events used, triggers chunk, triggers used, the
+        # empty triggers array that packets without triggers share (read-only), and the
+        # spare chunks of each.
+        self._pool = [np.empty(0, EVENT_DTYPE), 0, np.empty(0, TRIGGER_DTYPE), 0, _NO_TRIGGERS,
+                      [], []]
 
     def reset(self):
         """Forget all stream state (a looping bag, a restarted driver)."""

@@ -8,7 +8,7 @@ TIME = 'builtin_interfaces/msg/Time'
 HEADER = 'std_msgs/msg/Header'
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Header:
     """A ROS 2 header: stamp in integer nanoseconds since the epoch, and the frame id."""
 
