@@ -3,11 +3,16 @@
  * the EVENT_DTYPE / TRIGGER_DTYPE records of gep_ros.wire.events.
  *
  * Plain C99 against Python's C API and its buffer protocol only (no numpy headers): one
- * build serves numpy 1.x and 2.x. The Python side (evt3.py, dvs.py) checks its arguments,
- * allocates the output arrays and hands them over as writable buffers; a kernel fills them
- * and reports counts and the state to carry. Nothing here allocates Python objects but
- * the small result tuples, and nothing here raises for bad data: the Python side turns the
- * reported positions into its WireErrors, so that both decoders fail alike.
+ * build serves numpy 1.x and 2.x; arrays are made by calling numpy.empty, which setup()
+ * hands over. The Python side (evt3.py, dvs.py, event_packet.py) checks its arguments; a
+ * kernel fills arrays and reports counts and the state to carry, and the streaming path
+ * (evt3_packet) also builds the DecodedPacket. Nothing here raises for bad data: the Python
+ * side turns the reported positions into its WireErrors, so that both decoders fail alike.
+ *
+ * On x86-64 (GCC 8+ or clang) some loops have a second version compiled for AVX2 or
+ * AVX-512 in a function of its own target, chosen at import by what the CPU has: the
+ * package stays built for the baseline, as wheels and colcon build it, and an aarch64
+ * (Jetson) build takes the plain C.
  *
  * Layouts (checked against the numpy dtypes at import, in kernels.py):
  *   event   16 bytes: int64 t at 0, uint16 x at 8, uint16 y at 10, uint8 p at 12, 3 zero bytes
@@ -23,14 +28,14 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-/* The wide block decoder: AVX-512 (BW, DQ, VBMI2) code in a function of its own target,
- * chosen at import when the CPU has it; every other CPU takes the 63-word blocks. */
+/* Functions compiled for AVX2 / AVX-512 targets (the EventArray copy, the wide EVT3 blocks),
+ * chosen at import where the CPU has them. */
 #if defined(__x86_64__) && defined(__GNUC__) \
     && (defined(__clang__) || __GNUC__ >= 8)
-#define HAVE_WIDE 1
+#define HAVE_X86_TARGETS 1
 #include <immintrin.h>
 #else
-#define HAVE_WIDE 0
+#define HAVE_X86_TARGETS 0
 #endif
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -471,7 +476,7 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
     return i;
 }
 
-#if HAVE_WIDE
+#if HAVE_X86_TARGETS
 /*
  * The wide blocks: 32 words a step in one AVX-512 register of 16-bit lanes, for the same
  * words as the 63-word blocks. The row, TIME_LOW and TIME_HIGH in effect at each lane are
@@ -665,13 +670,13 @@ static Py_ssize_t decode_span(evt3_ctx *c, const uint16_t *words, Py_ssize_t i, 
 {
     const int blocks = !c->has_limit && c->rollover;
     Py_ssize_t step = BLOCK;
-#if HAVE_WIDE
+#if HAVE_X86_TARGETS
     if (use_wide)
         step = WIDE;
 #endif
     while (i < end) {
         if (blocks) {
-#if HAVE_WIDE
+#if HAVE_X86_TARGETS
             if (use_wide)
                 i = decode_blocks_wide(c, words, i, end);
             else
@@ -1533,6 +1538,44 @@ static PyObject *evt3_packets(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 /* ---- dvs_msgs/EventArray ------------------------------------------------------------------ */
 
+#if HAVE_X86_TARGETS
+/*
+ * Records 1..n-1 of an EventArray with AVX2, two a step: each record (at 16 k - 2) is one
+ * 128-bit lane, which byte shuffles turn into sec, nsec and x | y << 16 | p << 32; then
+ * t = sec * 1e9 + nsec (a signed 32-bit multiply to 64 bits). Returns the records done (the
+ * last one is left to the caller, as a 16-byte load of it would read a byte past the end).
+ */
+__attribute__((target("avx2"))) static long long event_array_avx2(const uint8_t *src,
+                                                                  event_t *ev, long long n)
+{
+    const __m256i to_sec = _mm256_setr_epi8(
+        6, 7, 8, 9, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        6, 7, 8, 9, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i to_nsec = _mm256_setr_epi8(
+        10, 11, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        10, 11, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i to_rest = _mm256_setr_epi8(
+        -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, 14, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, 14, -1, -1, -1);
+    /* polarity != 0 as 0 or 1: the minimum with 1 in its byte */
+    const __m256i one_p = _mm256_setr_epi8(
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1, -1, -1, -1);
+    const __m256i ns = _mm256_set1_epi64x(1000000000LL);
+    long long k = 1;
+    for (; k + 2 < n; k += 2) {
+        __m256i r = _mm256_loadu_si256((const __m256i *)(src + 16 * k - 2));
+        __m256i t = _mm256_add_epi64(_mm256_mul_epi32(_mm256_shuffle_epi8(r, to_sec), ns),
+                                     _mm256_shuffle_epi8(r, to_nsec));
+        __m256i rest = _mm256_min_epu8(_mm256_shuffle_epi8(r, to_rest), one_p);
+        _mm256_storeu_si256((__m256i *)(ev + k), _mm256_or_si256(t, rest));
+    }
+    return k;
+}
+
+static int use_avx2;  /* set at import where the CPU has it */
+#endif
+
 PyDoc_STRVAR(event_array_decode_doc,
 "event_array_decode(buf, start, n, events)\n\n"
 "Copy n dvs_msgs/Event records of little-endian CDR, the first at byte `start` of `buf`\n"
@@ -1575,7 +1618,12 @@ static PyObject *event_array_decode(PyObject *self, PyObject *const *args, Py_ss
         ev[0].pad[0] = ev[0].pad[1] = ev[0].pad[2] = 0;
     }
     /* Record k >= 1 starts at 16 k - 2: x, y, 2 bytes of padding, sec, nsec, polarity. */
-    for (long long k = 1; k < n; k++) {
+    long long k = 1;
+#if HAVE_X86_TARGETS
+    if (use_avx2)
+        k = event_array_avx2(src, ev, n);
+#endif
+    for (; k < n; k++) {
         const uint8_t *r = src + 16 * k - 2;
         event_t *e = &ev[k];
         e->t = (int64_t)(int32_t)load_u32(r + 6) * 1000000000LL + load_u32(r + 10);
@@ -1603,7 +1651,7 @@ static PyObject *wide_blocks(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "wide_blocks(use=None)");
         return NULL;
     }
-#if HAVE_WIDE
+#if HAVE_X86_TARGETS
     int can = wide_cpu();
     if (nargs == 1 && args[0] != Py_None) {
         int want = PyObject_IsTrue(args[0]);
@@ -1656,8 +1704,9 @@ PyMODINIT_FUNC PyInit__kernels(void)
         Py_DECREF(m);
         return NULL;
     }
-#if HAVE_WIDE
+#if HAVE_X86_TARGETS
     use_wide = wide_cpu();
+    use_avx2 = __builtin_cpu_supports("avx2");
 #endif
     if (PyModule_AddObject(m, "PACKET_FIELDS", names_tuple(PACKET_FIELDS, N_PACKET_FIELDS)) < 0
         || PyModule_AddObject(m, "HEADER_FIELDS", names_tuple(HEADER_FIELDS, N_HEADER_FIELDS))
