@@ -11,6 +11,7 @@ streams rich in the groups that the kernel's fast path takes.
 from pathlib import Path
 import subprocess
 import sys
+import weakref
 
 from hypothesis import given, HealthCheck, settings, strategies as st
 import numpy as np
@@ -326,3 +327,24 @@ def test_pooled_arrays_stay_apart_and_grow_past_dense_packets(blocks):
         assert np.array_equal(packet.triggers, triggers)
     # The batch path shares the pool and agrees too.
     _same_packets(EventPacketDecoder().decode_batch(raws), want)
+
+
+def test_pooled_chunks_are_written_again_only_once_no_array_holds_them(bags_dir, typestore):
+    # A real recording round after round through one decoder: chunks are recycled. Arrays
+    # kept from earlier rounds (one packet in 300) must never be written over, and every
+    # packet must equal the general path's.
+    raws = _raw(str(bags_dir / EVPY_1), typestore)
+    want = _decode_each(EventPacketDecoder(), [decode_event_packet(raw) for raw in raws])
+    decoder, kept, earlier, recycled = EventPacketDecoder(), [], [], 0
+    for _ in range(3):
+        decoder.reset()
+        got = [decoder.decode(raw) for raw in raws]
+        _same_packets(got, want)
+        chunks = {id(p.events.base): p.events.base for p in got if p.events.base is not None}
+        recycled += sum(any(c is ref() for ref in earlier) for c in chunks.values())
+        earlier = [weakref.ref(c) for c in chunks.values()]
+        kept += [(p, p.events.copy()) for p in got[::300]]
+        del got, chunks
+    for packet, events in kept:
+        assert np.array_equal(packet.events, events)
+    assert recycled >= 4 and len(decoder._pool[5]) <= 3  # chunks come back; spares stay few
