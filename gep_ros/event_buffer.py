@@ -13,6 +13,7 @@ from collections import Counter, deque
 import numpy as np
 
 from .wire.events import concat_events
+from .wire.kernels import time_span
 
 
 class EventBuffer:
@@ -30,20 +31,21 @@ class EventBuffer:
         self.count = 0
         self.newest = None  # largest event time seen (ns)
 
-    def add(self, events):
-        """Add an event array (EVENT_DTYPE); returns the number of events kept."""
+    def add(self, events, span=None):
+        """Add an event array (EVENT_DTYPE); returns the number of events kept.
+
+        span: the array's (t_min, t_max) where the caller has it (`time_span`).
+        """
         if len(events) == 0:
             return 0
-        t = events['t']
-        if self.newest is not None:
-            late = t < self.newest - self.reorder_ns
-            if late.any():
-                self.dropped['late'] += int(late.sum())
-                events = events[~late]
-                if len(events) == 0:
-                    return 0
-                t = events['t']
-        t_min, t_max = int(t.min()), int(t.max())
+        t_min, t_max = time_span(events) if span is None else span
+        if self.newest is not None and t_min < self.newest - self.reorder_ns:
+            late = events['t'] < self.newest - self.reorder_ns
+            self.dropped['late'] += int(late.sum())
+            events = events[~late]
+            if len(events) == 0:
+                return 0
+            t_min, t_max = time_span(events)
         self.chunks.append((t_min, t_max, events))
         self.count += len(events)
         self.newest = t_max if self.newest is None else max(self.newest, t_max)

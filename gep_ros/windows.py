@@ -19,6 +19,7 @@ import numpy as np
 
 from .event_buffer import EventBuffer
 from .wire.image import decode_image
+from .wire.kernels import time_span
 from .wire.std import Header
 from .wire.stream import EventStream
 
@@ -93,16 +94,18 @@ class WindowCutter:
         t = time.perf_counter()
         out = self.stream.decode(data)
         events = out.events
-        if len(events) and self.buffer.newest is not None and \
-                int(events['t'].min()) < self.buffer.newest - self.jump_ns:
+        span = time_span(events) if len(events) else None
+        if span is not None and self.buffer.newest is not None and \
+                span[0] < self.buffer.newest - self.jump_ns:
             self.reset()
             out = self.stream.decode(data)  # again, with fresh decoder state
             events = out.events
+            span = time_span(events) if len(events) else None
         self.timing('decode', (time.perf_counter() - t) * 1e3)
         self.sensor = (out.height, out.width)
         self.frame_id = out.header.frame_id
         self.count('events', self.name, len(events))
-        self.buffer.add(events)
+        self.buffer.add(events, span)
         windows = self.release(receive_ns, fed)
         if self.mode == 'rate':
             windows += self._rate_windows(fed)

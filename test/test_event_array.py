@@ -6,7 +6,7 @@ import pytest
 
 from gep_ros.wire.cdr import WireError
 from gep_ros.wire.dvs import (decode_event_array, decode_events_numpy, encode_event_array,
-                              EVENT_ARRAY)
+                              EVENT_ARRAY, read_event_array)
 from gep_ros.wire.events import EVENT_DTYPE, make_events
 from gep_ros.wire.kernels import kernels
 from gep_ros.wire.std import decode_header, decode_time, encode_header, encode_time, Header
@@ -118,11 +118,30 @@ def test_mutated_messages_decode_or_raise_wire_error(flips, cut):
     data = bytearray(VALID)
     for pos, value in flips:
         data[pos] = value
-    try:
-        msg = decode_event_array(bytes(data[:cut]))
-    except WireError:
+    # The one-call path and the field reader must agree on every message: the same
+    # fields, or the same WireError (the one-call path hands whatever it does not take on).
+    outcomes = []
+    for decode in (decode_event_array, read_event_array):
+        try:
+            outcomes.append(decode(bytes(data[:cut])))
+        except WireError as exc:
+            outcomes.append(str(exc))
+    fast, fields = outcomes
+    if isinstance(fields, str):
+        assert fast == fields
         return
-    assert len(msg.events) <= 20  # a lying length can never yield more events than bytes
+    assert (fast.header, fast.height, fast.width) == (fields.header, fields.height,
+                                                      fields.width)
+    assert fast.events.tobytes() == fields.events.tobytes()
+    assert len(fast.events) <= 20  # a lying length can never yield more events than bytes
+
+
+def test_time_range_of_event_records():
+    events = make_events([1, 2, 3], [0, 0, 0], [5, -7, 3], [0, 1, 0])
+    assert kernels.time_range(events) == (-7, 5)
+    assert kernels.time_range(events[2:]) == (3, 3)
+    with pytest.raises(ValueError, match='non-empty'):
+        kernels.time_range(events[:0])
 
 
 def test_allocator_keeps_freed_memory_for_large_messages():

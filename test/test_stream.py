@@ -82,3 +82,28 @@ def test_rejected_messages_are_counted_by_reason():
 def test_non_event_types_are_refused():
     with pytest.raises(WireError, match='not an event message type'):
         EventStream('sensor_msgs/msg/Image')
+
+
+def _slewed_reference(times, start, offset, target):
+    """Return the times on the clock, event by event: each clipped at the slew rate."""
+    room = SLEW * np.maximum(times - start, 0)
+    return times + offset + np.clip(target - offset, -room, room).astype(np.int64)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_the_whole_packet_shift_equals_the_per_event_slew(seed):
+    # Where no event of a packet is held back by the slew, all take the target at once (one
+    # add); elsewhere each its own. Either way the times are those of the per-event clip.
+    rng = np.random.default_rng(seed)
+    stream = EventStream(EVENT_PACKET, 'ros')
+    anchor = OFFSET + int(rng.integers(0, 10**6))
+    stream._anchor = (10**9, anchor)
+    for _ in range(20):
+        start, offset = stream._anchor
+        sensor = start + int(rng.integers(0, 3 * 10**7))
+        target = offset + int(rng.integers(-2 * 10**6, 2 * 10**6))
+        events = make_events([0] * 40, [0] * 40,
+                             np.sort(rng.integers(sensor, sensor + 2 * 10**7, 40)), [0] * 40)
+        want = _slewed_reference(events['t'].copy(), start, offset, target)
+        stream._to_ros(sensor, target, events)
+        assert events['t'].tolist() == want.tolist()

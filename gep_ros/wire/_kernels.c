@@ -43,7 +43,7 @@
 #endif
 
 /* Bumped whenever an argument list or a result tuple changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 4
+#define INTERFACE_VERSION 5
 
 typedef struct {
     int64_t t;
@@ -692,34 +692,54 @@ static Py_ssize_t decode_span(evt3_ctx *c, const uint16_t *words, Py_ssize_t i, 
     return i;
 }
 
-/* Set once by setup(): numpy.empty, the record dtypes, the state class and the state of a
- * stream not seen yet; and the first element of a stream's key, 'evt3'. */
+/* Set once by setup(): numpy.empty and the record dtypes; by setup_evt3(): the state class
+ * and the state of a stream not seen yet; at import: the first element of a stream's key. */
 static PyObject *np_empty, *event_dtype, *trigger_dtype, *int64_dtype, *state_type, *no_state;
 static PyObject *evt3_name;
 
+/* Hold args[0..count) in slots (a new reference each, the old ones let go). */
+static void hold(PyObject **const *slots, PyObject *const *args, int count)
+{
+    for (int k = 0; k < count; k++) {
+        Py_INCREF(args[k]);
+        Py_XSETREF(*slots[k], args[k]);
+    }
+}
+
 PyDoc_STRVAR(setup_doc,
-"setup(empty, event_dtype, trigger_dtype, int64_dtype, state_type, no_state)\n\n"
-"Give the kernels numpy.empty, the dtypes of the arrays they allocate and fill, the tuple\n"
-"subclass of the EVT3 state they return and the state of a new stream (evt3.py calls\n"
-"this once at import).");
+"setup(empty, event_dtype, trigger_dtype, int64_dtype)\n\n"
+"Give the kernels numpy.empty and the dtypes of the arrays they allocate and fill\n"
+"(kernels.py calls this once at import).");
 
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 6 || !PyType_Check(args[4])
-        || !PyType_IsSubtype((PyTypeObject *)args[4], &PyTuple_Type)
-        || !PyObject_TypeCheck(args[5], (PyTypeObject *)args[4])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "setup(empty, event_dtype, trigger_dtype, int64_dtype, state_type, "
-                        "no_state) with a tuple subclass as state_type");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "setup(empty, event_dtype, trigger_dtype, int64_dtype)");
         return NULL;
     }
-    PyObject **slots[6] = {&np_empty, &event_dtype, &trigger_dtype, &int64_dtype, &state_type,
-                           &no_state};
-    for (int k = 0; k < 6; k++) {
-        Py_INCREF(args[k]);
-        Py_XSETREF(*slots[k], args[k]);
+    PyObject **const slots[4] = {&np_empty, &event_dtype, &trigger_dtype, &int64_dtype};
+    hold(slots, args, 4);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(setup_evt3_doc,
+"setup_evt3(state_type, no_state)\n\n"
+"Give the kernels the tuple subclass of the EVT3 state they return and the state of a new\n"
+"stream (evt3.py calls this once at import).");
+
+static PyObject *setup_evt3(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 || !PyType_Check(args[0])
+        || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)
+        || !PyObject_TypeCheck(args[1], (PyTypeObject *)args[0])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "setup_evt3(state_type, no_state) with a tuple subclass as state_type");
+        return NULL;
     }
+    PyObject **const slots[2] = {&state_type, &no_state};
+    hold(slots, args, 2);
     Py_RETURN_NONE;
 }
 
@@ -866,6 +886,10 @@ static PyObject *evt3_decode(PyObject *self, PyObject *const *args, Py_ssize_t n
     (void)self;
     if (nargs != 8) {
         PyErr_SetString(PyExc_TypeError, "evt3_decode takes 8 arguments");
+        return NULL;
+    }
+    if (state_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "gep_ros.wire._kernels: setup_evt3() was not called");
         return NULL;
     }
     evt3_ctx c;
@@ -1453,8 +1477,9 @@ static PyObject *names_tuple(const char *const *names, int count)
 
 static int packet_args(PyObject *states, PyObject *pool)
 {
-    if (packet_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "gep_ros.wire._kernels: setup() was not called");
+    if (packet_type == NULL || state_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "gep_ros.wire._kernels: setup_evt3() or "
+                        "setup_packets() was not called");
         return -1;
     }
     if (!PyDict_Check(states) || !PyList_Check(pool) || PyList_GET_SIZE(pool) != 7
@@ -1583,6 +1608,37 @@ PyDoc_STRVAR(event_array_decode_doc,
 "padding before sec), into `events` (16-byte records): t = sec * 1e9 + nsec, p = polarity\n"
 "!= 0. The caller has checked that the bytes are there.");
 
+/* Copy n records (the first at src, as event_array_decode describes) into ev, zeroing the
+ * padding; the GIL is released for large n. */
+static void copy_event_array(const uint8_t *src, event_t *ev, long long n)
+{
+    PyThreadState *saved = n > RELEASE_WORDS ? PyEval_SaveThread() : NULL;
+    if (n > 0) {
+        ev[0].x = load_u16(src);
+        ev[0].y = load_u16(src + 2);
+        ev[0].t = (int64_t)(int32_t)load_u32(src + 4) * 1000000000LL + load_u32(src + 8);
+        ev[0].p = src[12] != 0;
+        ev[0].pad[0] = ev[0].pad[1] = ev[0].pad[2] = 0;
+    }
+    /* Record k >= 1 starts at 16 k - 2: x, y, 2 bytes of padding, sec, nsec, polarity. */
+    long long k = 1;
+#if HAVE_X86_TARGETS
+    if (use_avx2)
+        k = event_array_avx2(src, ev, n);
+#endif
+    for (; k < n; k++) {
+        const uint8_t *r = src + 16 * k - 2;
+        event_t *e = &ev[k];
+        e->t = (int64_t)(int32_t)load_u32(r + 6) * 1000000000LL + load_u32(r + 10);
+        e->x = load_u16(r);
+        e->y = load_u16(r + 2);
+        e->p = r[14] != 0;
+        e->pad[0] = e->pad[1] = e->pad[2] = 0;
+    }
+    if (saved != NULL)
+        PyEval_RestoreThread(saved);
+}
+
 static PyObject *event_array_decode(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -1607,35 +1663,104 @@ static PyObject *event_array_decode(PyObject *self, PyObject *const *args, Py_ss
         PyErr_SetString(PyExc_ValueError, "event_array_decode: buffers too small");
         return NULL;
     }
-    const uint8_t *src = (const uint8_t *)bb.buf + start;
-    event_t *ev = (event_t *)eb.buf;
-    Py_BEGIN_ALLOW_THREADS
-    if (n > 0) {
-        ev[0].x = load_u16(src);
-        ev[0].y = load_u16(src + 2);
-        ev[0].t = (int64_t)(int32_t)load_u32(src + 4) * 1000000000LL + load_u32(src + 8);
-        ev[0].p = src[12] != 0;
-        ev[0].pad[0] = ev[0].pad[1] = ev[0].pad[2] = 0;
-    }
-    /* Record k >= 1 starts at 16 k - 2: x, y, 2 bytes of padding, sec, nsec, polarity. */
-    long long k = 1;
-#if HAVE_X86_TARGETS
-    if (use_avx2)
-        k = event_array_avx2(src, ev, n);
-#endif
-    for (; k < n; k++) {
-        const uint8_t *r = src + 16 * k - 2;
-        event_t *e = &ev[k];
-        e->t = (int64_t)(int32_t)load_u32(r + 6) * 1000000000LL + load_u32(r + 10);
-        e->x = load_u16(r);
-        e->y = load_u16(r + 2);
-        e->p = r[14] != 0;
-        e->pad[0] = e->pad[1] = e->pad[2] = 0;
-    }
-    Py_END_ALLOW_THREADS
+    copy_event_array((const uint8_t *)bb.buf + start, (event_t *)eb.buf, n);
     PyBuffer_Release(&eb);
     PyBuffer_Release(&bb);
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(event_array_message_doc,
+"event_array_message(data) -> None or (sec, nanosec, frame_id, height, width, events)\n\n"
+"A whole serialized dvs_msgs/EventArray in one call when its layout is plain (little-endian\n"
+"CDR, every length fits, the frame id ends in NUL and is UTF-8, at most 3 bytes after the\n"
+"events): its fields and a new EVENT_DTYPE array of its events. None otherwise: the field\n"
+"reader of dvs.py then reads it and names the problem.");
+
+static PyObject *event_array_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "event_array_message takes 1 argument");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    const uint8_t *b = (const uint8_t *)view.buf;
+    const Py_ssize_t size = view.len;
+    PyObject *frame_id = NULL, *events = NULL, *result = NULL;
+    if (size < 16 || b[0] != 0 || b[1] != 1)
+        goto none;
+    const Py_ssize_t id_len = load_u32(b + 12);
+    Py_ssize_t pos = 16 + id_len;
+    if (id_len == 0 || pos > size || b[pos - 1] != 0)
+        goto none;
+    pos += (4 - pos % 4) % 4;  /* alignment counts from byte 4: the same residue mod 4 */
+    if (pos + 12 > size)
+        goto none;
+    const long long n = load_u32(b + pos + 8);
+    const Py_ssize_t start = pos + 12, end = start + (n ? 16 * n - 3 : 0);
+    if (end > size || size - end > 3)
+        goto none;
+    frame_id = PyUnicode_DecodeUTF8((const char *)b + 16, id_len - 1, "strict");
+    if (frame_id == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+            goto out;
+        PyErr_Clear();
+        goto none;
+    }
+    Py_buffer eb;
+    events = new_array(event_dtype, n, &eb);
+    if (events == NULL)
+        goto out;
+    copy_event_array(b + start, (event_t *)eb.buf, n);
+    PyBuffer_Release(&eb);
+    result = Py_BuildValue("(iINIIO)", (int)load_u32(b + 4), (unsigned int)load_u32(b + 8),
+                           frame_id, (unsigned int)load_u32(b + pos),
+                           (unsigned int)load_u32(b + pos + 4), events);
+    frame_id = NULL;  /* stolen by N */
+    goto out;
+none:
+    result = Py_None;
+    Py_INCREF(result);
+out:
+    Py_XDECREF(frame_id);
+    Py_XDECREF(events);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+PyDoc_STRVAR(time_range_doc,
+"time_range(events) -> (t_min, t_max)\n\n"
+"The smallest and largest t of a non-empty EVENT_DTYPE array (C-contiguous), in one pass.");
+
+static PyObject *time_range(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "time_range takes 1 argument");
+        return NULL;
+    }
+    Py_buffer eb;
+    if (arg_buffer(args[0], &eb, 0, "events") < 0)
+        return NULL;
+    const Py_ssize_t n = eb.len / (Py_ssize_t)sizeof(event_t);
+    if (n == 0 || eb.len % (Py_ssize_t)sizeof(event_t)) {
+        PyBuffer_Release(&eb);
+        PyErr_SetString(PyExc_ValueError, "time_range: a non-empty array of 16-byte events");
+        return NULL;
+    }
+    const event_t *ev = (const event_t *)eb.buf;
+    int64_t lo = ev[0].t, hi = ev[0].t;
+    for (Py_ssize_t k = 1; k < n; k++) {
+        const int64_t t = ev[k].t;
+        lo = t < lo ? t : lo;
+        hi = t > hi ? t : hi;
+    }
+    PyBuffer_Release(&eb);
+    return Py_BuildValue("(LL)", (long long)lo, (long long)hi);
 }
 
 PyDoc_STRVAR(wide_blocks_doc,
@@ -1675,6 +1800,7 @@ static PyObject *wide_blocks(PyObject *self, PyObject *const *args, Py_ssize_t n
 
 static PyMethodDef methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL, setup_doc},
+    {"setup_evt3", (PyCFunction)(void (*)(void))setup_evt3, METH_FASTCALL, setup_evt3_doc},
     {"evt3_decode", (PyCFunction)(void (*)(void))evt3_decode, METH_FASTCALL, evt3_decode_doc},
     {"event_packet_fields", (PyCFunction)(void (*)(void))event_packet_fields, METH_FASTCALL,
      event_packet_fields_doc},
@@ -1686,6 +1812,9 @@ static PyMethodDef methods[] = {
      evt3_packets_doc},
     {"event_array_decode", (PyCFunction)(void (*)(void))event_array_decode, METH_FASTCALL,
      event_array_decode_doc},
+    {"event_array_message", (PyCFunction)(void (*)(void))event_array_message, METH_FASTCALL,
+     event_array_message_doc},
+    {"time_range", (PyCFunction)(void (*)(void))time_range, METH_FASTCALL, time_range_doc},
     {NULL, NULL, 0, NULL},
 };
 

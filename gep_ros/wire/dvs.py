@@ -96,7 +96,21 @@ def decode_events_numpy(buf, start, n):
 
 
 def decode_event_array(data):
-    """Decode serialized dvs_msgs/msg/EventArray bytes (with CDR header) into an EventArray."""
+    """Decode serialized dvs_msgs/msg/EventArray bytes (with CDR header) into an EventArray.
+
+    A plainly laid out little-endian message is one kernel call (`event_array_message`);
+    anything that call does not take is read again field by field by `read_event_array`,
+    which raises the WireError naming the field.
+    """
+    fields = kernels.event_array_message(data)
+    if fields is None:
+        return read_event_array(data)
+    sec, nanosec, frame_id, height, width, events = fields
+    return EventArray(Header(sec * NS + nanosec, frame_id), height, width, events)
+
+
+def read_event_array(data):
+    """Decode like `decode_event_array`, field by field through CdrReader (any byte order)."""
     reader = CdrReader(data, EVENT_ARRAY)
     header = read_header(reader)
     height = reader.u32('height')

@@ -75,8 +75,8 @@ class Evt3State(NamedTuple):
         return self.time_high | self.time_low
 
 
-# The kernel allocates its outputs with numpy.empty and returns states of this class.
-kernels.setup(np.empty, EVENT_DTYPE, TRIGGER_DTYPE, np.dtype('<i8'), Evt3State, Evt3State())
+# The kernel returns states of this class.
+kernels.setup_evt3(Evt3State, Evt3State())
 
 
 @dataclass

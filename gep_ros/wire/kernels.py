@@ -11,7 +11,7 @@ from gep_model.compiled import load_extension
 from .events import EVENT_DTYPE, TRIGGER_DTYPE
 
 # The argument lists and results this Python code expects; _kernels.c carries the same number.
-INTERFACE_VERSION = 4
+INTERFACE_VERSION = 5
 
 kernels = load_extension('gep_ros.wire._kernels', INTERFACE_VERSION,
                          'the compiled event decoders')
@@ -33,3 +33,16 @@ def _check_layout():
 
 
 _check_layout()
+# The kernels allocate their outputs with numpy.empty.
+kernels.setup(np.empty, EVENT_DTYPE, TRIGGER_DTYPE, np.dtype('<i8'))
+
+
+def time_span(records):
+    """Return (t_min, t_max) of a non-empty event or trigger array, in one compiled pass.
+
+    Any other array with a `t` field (a view with strides, another dtype) goes to numpy.
+    """
+    if records.dtype in (EVENT_DTYPE, TRIGGER_DTYPE) and records.flags.c_contiguous:
+        return kernels.time_range(records)
+    t = records['t']
+    return int(t.min()), int(t.max())

@@ -23,6 +23,7 @@ from .cdr import WireError
 from .dvs import decode_event_array, EVENT_ARRAY
 from .event_packet import EVENT_PACKET, EventPacketDecoder
 from .events import TRIGGER_DTYPE
+from .kernels import time_span
 
 CLOCKS = ('ros', 'sensor')
 OFFSET_WINDOW_NS = 5_000_000_000
@@ -88,16 +89,21 @@ class EventStream:
             offsets.popleft()
         return offsets[0][1]
 
-    def _to_ros(self, sensor_ns, target, *time_arrays):
-        """Shift sensor times (int64 ns, in place) by the slewed offset; move the anchor."""
+    def _to_ros(self, sensor_ns, target, *arrays):
+        """Shift event / trigger times (in place) by the slewed offset; move the anchor."""
         anchor = self._anchor
         if anchor is None or abs(target - anchor[1]) > SNAP_NS or sensor_ns < anchor[0] - SNAP_NS:
             anchor = (sensor_ns, target)
         start, offset = anchor
         end = sensor_ns
-        for times in time_arrays:
-            if len(times):
-                end = max(end, int(times.max()))
+        for records in arrays:
+            if len(records):
+                t_min, t_max = time_span(records)
+                end = max(end, t_max)
+                times = records['t']
+                if abs(target - offset) <= SLEW * max(t_min - start, 0):
+                    times += target  # no event is held back by the slew: the same sums
+                    continue
                 room = SLEW * np.maximum(times - start, 0)
                 times += offset + np.clip(target - offset, -room, room).astype(np.int64)
         room = SLEW * max(end - start, 0)
@@ -157,5 +163,5 @@ class EventStream:
         events, triggers = pkt.events, pkt.triggers
         if self.clock == 'ros' and pkt.first_sensor_time_ns is not None:
             target = self._clock_offset(pkt.first_sensor_time_ns, pkt.header.stamp_ns)
-            self._to_ros(pkt.first_sensor_time_ns, target, events['t'], triggers['t'])
+            self._to_ros(pkt.first_sensor_time_ns, target, events, triggers)
         return Decoded(pkt.header, pkt.height, pkt.width, events, triggers)
