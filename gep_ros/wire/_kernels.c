@@ -479,15 +479,17 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
 #if HAVE_X86_TARGETS
 /*
  * The wide blocks: 32 words a step in one AVX-512 register of 16-bit lanes, for the same
- * words as the 63-word blocks. The row, TIME_LOW and TIME_HIGH in effect at each lane are
- * filled forward in five masked permutes (lane k takes lane k - 1, k - 2, k - 4, ... while it
- * has none of its own), the carried values then fill the lanes before a block's first; the
- * events inside the sensor are compressed to the front and written eight records per two
- * stores. The carried values meet a block only at that last fill, so consecutive blocks
- * overlap in the pipeline.
+ * words as the 63-word blocks. Each lane finds the last ADDR_Y, TIME_LOW and TIME_HIGH at or
+ * before it as a running maximum of those words' lane numbers (bytes: five steps of a
+ * permute and a max, the row's and TIME_LOW's in one register), then takes their values by
+ * one permute each; lanes before a block's first take the carried values. The events inside
+ * the sensor are compressed to the front and written eight records per two stores. The
+ * carried values meet a block only at that last step, so consecutive blocks overlap in the
+ * pipeline.
  */
 #define WIDE 32
-#define WIDE_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vbmi2,popcnt")))
+#define WIDE_TARGET \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,avx512vbmi2,popcnt")))
 
 static int use_wide;  /* set at import where the CPU has the instructions */
 
@@ -495,7 +497,8 @@ static int wide_cpu(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-           && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vbmi2");
+           && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")
+           && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2");
 }
 
 /* Lane 31 of v. */
@@ -540,13 +543,29 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
     event_t *const ev = c->ev;
     trigger_t *const tr = c->tr;
     Py_ssize_t ne = c->ne, nt = c->nt;
-    __m512i back[5];  /* lane k takes lane k - 2^s */
+    /* Byte k of back[s] takes byte k - 2^s of its 32-byte half (masked where there is none);
+     * previous: 16-bit lane k takes lane k - 1. */
+    __m512i back[5], previous;
+    __mmask64 inside64[5];
+    __mmask32 inside32[5];
     for (int s = 0; s < 5; s++) {
+        uint8_t from[64];
+        for (int k = 0; k < 64; k++)
+            from[k] = (uint8_t)((k % 32) >= (1 << s) ? k - (1 << s) : k);
+        back[s] = _mm512_loadu_si512((const void *)from);
+        inside32[s] = (__mmask32)(~0u << (1 << s));
+        inside64[s] = (__mmask64)inside32[s] | (__mmask64)inside32[s] << 32;
+    }
+    {
         uint16_t from[WIDE];
         for (int k = 0; k < WIDE; k++)
-            from[k] = (uint16_t)(k >= (1 << s) ? k - (1 << s) : k);
-        back[s] = _mm512_loadu_si512((const void *)from);
+            from[k] = (uint16_t)(k ? k - 1 : 0);
+        previous = _mm512_loadu_si512((const void *)from);
     }
+    uint8_t lanes8[64];
+    for (int k = 0; k < 64; k++)
+        lanes8[k] = (uint8_t)(k % 32);
+    const __m512i lane_bytes = _mm512_loadu_si512((const void *)lanes8);
     while (end - i >= WIDE && c->ev_cap - ne >= WIDE) {
         const __m512i w = _mm512_loadu_si512((const void *)(words + i));
         const __m512i code = _mm512_srli_epi16(w, 12);
@@ -561,24 +580,31 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
         if ((is_y | is_x | is_low | is_high | is_trigger | quiet) != 0xFFFFFFFFu)
             break;
         const __m512i v12 = _mm512_and_si512(w, m12);
-        __m512i row = _mm512_and_si512(w, m11), lo = v12, hi = v12;
-        uint32_t has_row = is_y, has_lo = is_low, has_hi = is_high;
+        /* Index of the last ADDR_Y / TIME_LOW (bytes 0..31 / 32..63) and TIME_HIGH at or
+         * before each lane: a running maximum of the lane numbers of those words. */
+        const uint64_t both = (uint64_t)is_y | (uint64_t)is_low << 32;
+        __m512i at = _mm512_maskz_mov_epi8(both, lane_bytes);
+        __m256i at_hi = _mm256_maskz_mov_epi8(is_high, _mm512_castsi512_si256(lane_bytes));
         for (int s = 0; s < 5; s++) {
-            const uint32_t inside = ~0u << (1 << s);
-            row = _mm512_mask_permutexvar_epi16(row, ~has_row & inside, back[s], row);
-            lo = _mm512_mask_permutexvar_epi16(lo, ~has_lo & inside, back[s], lo);
-            hi = _mm512_mask_permutexvar_epi16(hi, ~has_hi & inside, back[s], hi);
-            has_row |= has_row << (1 << s);
-            has_lo |= has_lo << (1 << s);
-            has_hi |= has_hi << (1 << s);
+            at = _mm512_max_epu8(at, _mm512_maskz_permutexvar_epi8(inside64[s], back[s], at));
+            at_hi = _mm256_max_epu8(at_hi, _mm256_maskz_permutexvar_epi8(
+                inside32[s], _mm512_castsi512_si256(back[s]), at_hi));
         }
+        const uint32_t has_row = is_y ? (uint32_t)-(is_y & -is_y) : 0;
+        const uint32_t has_lo = is_low ? (uint32_t)-(is_low & -is_low) : 0;
+        const uint32_t has_hi = is_high ? (uint32_t)-(is_high & -is_high) : 0;
+        __m512i row = _mm512_permutexvar_epi16(
+            _mm512_cvtepu8_epi16(_mm512_castsi512_si256(at)), _mm512_and_si512(w, m11));
+        __m512i lo = _mm512_permutexvar_epi16(
+            _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(at, 1)), v12);
+        __m512i hi = _mm512_permutexvar_epi16(_mm512_cvtepu8_epi16(at_hi), v12);
         const __m512i high_in = _mm512_set1_epi16((short)high);
         row = _mm512_mask_mov_epi16(_mm512_set1_epi16((short)y), has_row, row);
         lo = _mm512_mask_mov_epi16(_mm512_set1_epi16((short)low), has_lo, lo);
         hi = _mm512_mask_mov_epi16(high_in, has_hi, hi);
         if (is_high) {
             /* A TIME_HIGH more than the tolerance below the one before it wraps: word by word. */
-            __m512i before = _mm512_mask_permutexvar_epi16(high_in, ~1u, back[0], hi);
+            __m512i before = _mm512_mask_permutexvar_epi16(high_in, ~1u, previous, hi);
             if (_mm512_mask_cmpgt_epi16_mask(is_high, _mm512_sub_epi16(before, v12),
                                              _mm512_set1_epi16(ROLLOVER_TOLERANCE)))
                 break;
