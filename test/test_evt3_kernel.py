@@ -265,7 +265,7 @@ def _same_packets(got, want):
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_one_call_path_equals_the_general_path(bags_dir, typestore, data, blocks):
-    # Serialized packets take evt3_message (layout, decode and state in one kernel call);
+    # Serialized packets take evt3_packet (layout, decode, state and packet in one kernel call);
     # parsed EventPackets the general path. Damaged bytes must fall back and fail alike.
     originals = _raw(str(bags_dir / EVT3_TRIGGER), typestore)[:6]
     raws = list(originals)
