@@ -1068,20 +1068,31 @@ static inline uint64_t load_u64(const uint8_t *p)
  * 0 when every length fits and the strings end in NUL, -1 for anything else (big-endian CDR,
  * overruns, trailing bytes), which the Python field reader then reads and names.
  */
-static int parse_event_packet(const uint8_t *b, Py_ssize_t size, packet_fields *f)
+/*
+ * The std_msgs/Header that starts a little-endian message: its frame id is at byte 16,
+ * *id_len bytes long (without its NUL); returns the 4-aligned position after it, or -1 for
+ * another layout (big-endian CDR, an overrun, no NUL).
+ */
+static Py_ssize_t parse_header(const uint8_t *b, Py_ssize_t size, Py_ssize_t *id_len)
 {
     if (size < 16 || b[0] != 0 || b[1] != 1)
         return -1;
-    f->sec = (int32_t)load_u32(b + 4);
-    f->nanosec = load_u32(b + 8);
     Py_ssize_t n = load_u32(b + 12);
-    Py_ssize_t pos = 16 + n, id_end = pos;
+    Py_ssize_t pos = 16 + n;
     if (n == 0 || pos > size || b[pos - 1] != 0)
         return -1;
+    *id_len = n - 1;
+    return pos + (4 - pos % 4) % 4;  /* alignment counts from byte 4: the same residue mod 4 */
+}
+
+static int parse_event_packet(const uint8_t *b, Py_ssize_t size, packet_fields *f)
+{
+    Py_ssize_t pos = parse_header(b, size, &f->id_len), n;
+    if (pos < 0)
+        return -1;
+    f->sec = (int32_t)load_u32(b + 4);
+    f->nanosec = load_u32(b + 8);
     f->id_start = 16;
-    f->id_len = n - 1;
-    pos += (4 - pos % 4) % 4;  /* alignment counts from byte 4: the same residue mod 4 */
-    (void)id_end;
     /* height, width, [4 bytes of padding,] seq, time_base, the encoding's length */
     Py_ssize_t pad = pos % 8 == 4 ? 0 : 4;
     f->encoding_offset = pos + 8 + pad + 16;
@@ -1111,21 +1122,27 @@ static int parse_event_packet(const uint8_t *b, Py_ssize_t size, packet_fields *
     return 0;
 }
 
+/* A new str of n bytes of UTF-8 in *out: 0; -1 (no exception) for bytes that are not UTF-8,
+ * which the field readers name; -2 with an exception for anything else. */
+static int utf8(const uint8_t *bytes, Py_ssize_t n, PyObject **out)
+{
+    *out = PyUnicode_DecodeUTF8((const char *)bytes, n, "strict");
+    if (*out != NULL)
+        return 0;
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+        return -2;
+    PyErr_Clear();
+    return -1;
+}
+
 /* The two strings of a parsed packet; 0 on success, -1 (no exception) for bad UTF-8. */
 static int packet_strings(const uint8_t *b, const packet_fields *f, PyObject **frame_id,
                           PyObject **encoding)
 {
-    *frame_id = PyUnicode_DecodeUTF8((const char *)b + f->id_start, f->id_len, "strict");
-    *encoding = *frame_id == NULL ? NULL
-        : PyUnicode_DecodeUTF8((const char *)b + f->encoding_start, f->encoding_len, "strict");
-    if (*encoding == NULL) {
-        Py_XDECREF(*frame_id);
-        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
-            return -2;
-        PyErr_Clear();
-        return -1;
-    }
-    return 0;
+    int status = utf8(b + f->id_start, f->id_len, frame_id);
+    if (status == 0 && (status = utf8(b + f->encoding_start, f->encoding_len, encoding)) != 0)
+        Py_CLEAR(*frame_id);
+    return status;
 }
 
 PyDoc_STRVAR(event_packet_fields_doc,
@@ -1365,11 +1382,10 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
     if (parse_event_packet(b, view.len, &f) != 0 || f.encoding_len != 4
         || memcmp(b + f.encoding_start, "evt3", 4) != 0 || f.events_len % 2)
         goto none;
-    frame_id = PyUnicode_DecodeUTF8((const char *)b + f.id_start, f.id_len, "strict");
-    if (frame_id == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+    int status = utf8(b + f.id_start, f.id_len, &frame_id);
+    if (status != 0) {
+        if (status == -2)
             goto out;
-        PyErr_Clear();
         goto none;
     }
     if (stream_load(s, states, f.width, f.height) < 0)
@@ -1717,24 +1733,18 @@ static PyObject *event_array_message(PyObject *self, PyObject *const *args, Py_s
     const uint8_t *b = (const uint8_t *)view.buf;
     const Py_ssize_t size = view.len;
     PyObject *frame_id = NULL, *events = NULL, *result = NULL;
-    if (size < 16 || b[0] != 0 || b[1] != 1)
-        goto none;
-    const Py_ssize_t id_len = load_u32(b + 12);
-    Py_ssize_t pos = 16 + id_len;
-    if (id_len == 0 || pos > size || b[pos - 1] != 0)
-        goto none;
-    pos += (4 - pos % 4) % 4;  /* alignment counts from byte 4: the same residue mod 4 */
-    if (pos + 12 > size)
+    Py_ssize_t id_len;
+    const Py_ssize_t pos = parse_header(b, size, &id_len);
+    if (pos < 0 || pos + 12 > size)  /* height, width, the events' length */
         goto none;
     const long long n = load_u32(b + pos + 8);
     const Py_ssize_t start = pos + 12, end = start + (n ? 16 * n - 3 : 0);
     if (end > size || size - end > 3)
         goto none;
-    frame_id = PyUnicode_DecodeUTF8((const char *)b + 16, id_len - 1, "strict");
-    if (frame_id == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+    int status = utf8(b + 16, id_len, &frame_id);
+    if (status != 0) {
+        if (status == -2)
             goto out;
-        PyErr_Clear();
         goto none;
     }
     Py_buffer eb;
