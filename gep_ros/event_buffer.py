@@ -59,9 +59,16 @@ class EventBuffer:
         return len(events)
 
     def window(self, t0, t1):
-        """Return the events with t0 <= t <= t1 (a copy; unsorted only where packets were)."""
+        """Return the events with t0 <= t <= t1 (a copy; unsorted only where packets were).
+
+        The chunks are read from the newest back to the first that ends more than
+        `reorder_ns` before t0: every chunk before that one ends before t0, since a chunk
+        starts at most `reorder_ns` before the end of any chunk added before it.
+        """
         parts = []
-        for c_min, c_max, events in self.chunks:
+        for c_min, c_max, events in reversed(self.chunks):
+            if c_max < t0 - self.reorder_ns:
+                break
             if c_max < t0 or c_min > t1:
                 continue
             if c_min >= t0 and c_max <= t1:
@@ -69,7 +76,7 @@ class EventBuffer:
             else:
                 t = events['t']
                 parts.append(events[(t >= t0) & (t <= t1)])
-        return concat_events(parts)
+        return concat_events(parts[::-1])
 
     def last(self, t1, n):
         """Return the last `n` events at or before t1, and the time of the earliest of them."""
