@@ -58,6 +58,9 @@ class Pipeline:
         # An event-only model (GEP's downstream default) has no frame encoder: frames then
         # only set the outputs' size and colour the overlay, and are not prepared as input.
         self.frames_in = getattr(runtime.model, 'image_encoder', None) is not None
+        # What a window without a frame (or a model without a frame encoder) is given:
+        # stacked (copied) into each batch, never written.
+        self.no_frame = torch.zeros(3, *self.input_size)
         self.palette = colour_table(meta['palette'])
         self.enabled = {name for name in OUTPUTS if self.values[f'outputs.{name}']}
         self.cameras = {c.name: WindowCutter(c, self.values, clock, self.stats.count,
@@ -205,8 +208,7 @@ class Pipeline:
             rep = self.representation(job.events, job.t0, job.t1, *job.sensor)
             reps.append(fit_to_input(rep, self.input_size))
         has_image = [frame is not None for frame in frames]
-        frames = [torch.zeros(3, *self.input_size) if frame is None else frame.result()
-                  for frame in frames]
+        frames = [self.no_frame if frame is None else frame.result() for frame in frames]
         t_rep = time.perf_counter()
         outs = self.runtime.infer(torch.stack(reps), torch.stack(frames),
                                   torch.tensor(has_image), streams=[j.camera for j in jobs])
