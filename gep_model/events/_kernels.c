@@ -224,6 +224,83 @@ done:
     return result;
 }
 
+/*
+ * The pixels of the polarity image from the two count planes through the tables of
+ * normalised values (OFF's, then ON's, last + 1 each). Without branches (which polarity wins
+ * is the data's coin toss): w is 1.0 where OFF wins, and 1 - ink * w, 1 - ink * (1 - w) are
+ * exactly 1 - ink or 1. A count past the table (not from polarity_counts) is clamped and
+ * reported (nonzero return).
+ */
+#define DRAW_PIXEL(k)                                                                        \
+    do {                                                                                       \
+        uint32_t off_c = (uint32_t)off_counts[k], on_c = (uint32_t)on_counts[k];               \
+        bad |= (off_c > last) | (on_c > last);                                                 \
+        off_c = off_c < last ? off_c : last;                                                   \
+        on_c = on_c < last ? on_c : last;                                                      \
+        const float off = off_table[off_c], on = on_table[on_c];                               \
+        const float w = (float)(off > on);                                                     \
+        const float ink = off > on ? off : on;                                                 \
+        red[k] = 1.0f - ink * w;                                                               \
+        green[k] = 1.0f - ink;                                                                 \
+        blue[k] = 1.0f - ink * (1.0f - w);                                                     \
+    } while (0)
+
+#define DRAW_ARGS                                                                            \
+    const int32_t *off_counts, const int32_t *on_counts, Py_ssize_t plane, const float *table, \
+    uint32_t last, float *red, float *green, float *blue
+
+static int draw_plain(DRAW_ARGS)
+{
+    const float *off_table = table, *on_table = table + last + 1;
+    uint32_t bad = 0;
+    for (Py_ssize_t k = 0; k < plane; k++)
+        DRAW_PIXEL(k);
+    return bad != 0;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+/* The same, eight pixels a step with AVX2: the same operations on each pixel, the same bits
+ * (products by 0 and 1 and subtractions from 1 of values in [0, 1] are exact). */
+__attribute__((target("avx2"))) static int draw_avx2(DRAW_ARGS)
+{
+    const float *off_table = table, *on_table = table + last + 1;
+    const __m256i top = _mm256_set1_epi32((int)last);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256i over = _mm256_setzero_si256();
+    Py_ssize_t k = 0;
+    for (; k + 8 <= plane; k += 8) {
+        __m256i off_c = _mm256_loadu_si256((const __m256i *)(off_counts + k));
+        __m256i on_c = _mm256_loadu_si256((const __m256i *)(on_counts + k));
+        __m256i off_in = _mm256_min_epu32(off_c, top), on_in = _mm256_min_epu32(on_c, top);
+        over = _mm256_or_si256(over, _mm256_or_si256(_mm256_xor_si256(off_c, off_in),
+                                                     _mm256_xor_si256(on_c, on_in)));
+        __m256 off = _mm256_i32gather_ps(off_table, off_in, 4);
+        __m256 on = _mm256_i32gather_ps(on_table, on_in, 4);
+        __m256 wins = _mm256_cmp_ps(off, on, _CMP_GT_OQ);
+        __m256 w = _mm256_and_ps(wins, one);
+        __m256 ink = _mm256_blendv_ps(on, off, wins);
+        _mm256_storeu_ps(red + k, _mm256_sub_ps(one, _mm256_mul_ps(ink, w)));
+        _mm256_storeu_ps(green + k, _mm256_sub_ps(one, ink));
+        _mm256_storeu_ps(blue + k, _mm256_sub_ps(one, _mm256_mul_ps(ink, _mm256_sub_ps(one, w))));
+    }
+    uint32_t bad = !_mm256_testz_si256(over, over);
+    for (; k < plane; k++)
+        DRAW_PIXEL(k);
+    return bad != 0;
+}
+#define DRAW_AVX2 1
+#endif
+
+static int draw_pixels(DRAW_ARGS)
+{
+#if defined(DRAW_AVX2)
+    if (__builtin_cpu_supports("avx2"))
+        return draw_avx2(off_counts, on_counts, plane, table, last, red, green, blue);
+#endif
+    return draw_plain(off_counts, on_counts, plane, table, last, red, green, blue);
+}
+
 PyDoc_STRVAR(draw_polarity_doc,
 "draw_polarity(counts, plane, bins, off_threshold, on_threshold, image)\n\n"
 "GEP's polarity image from the int32 counts (OFF plane, then ON; each below bins) into image\n"
@@ -273,23 +350,8 @@ static PyObject *draw_polarity(PyObject *self, PyObject *const *args, Py_ssize_t
             const float c = (float)k, s = scale[row];
             table[row * bins + k] = (c < s ? c : s) / s;
         }
-    const float *off_table = table, *on_table = table + bins;
-    const uint32_t last = (uint32_t)(bins - 1);
-    /* Without branches (which polarity wins is the data's coin toss): w is 1.0 where OFF
-     * wins, and 1 - ink * w, 1 - ink * (1 - w) are exactly 1 - ink or 1. A count past the
-     * table (not from polarity_counts) is clamped and reported. */
-    for (Py_ssize_t k = 0; k < plane; k++) {
-        uint32_t off_c = (uint32_t)off_counts[k], on_c = (uint32_t)on_counts[k];
-        bad |= (off_c > last) | (on_c > last);
-        off_c = off_c < last ? off_c : last;
-        on_c = on_c < last ? on_c : last;
-        const float off = off_table[off_c], on = on_table[on_c];
-        const float w = (float)(off > on);
-        const float ink = off > on ? off : on;
-        red[k] = 1.0f - ink * w;
-        green[k] = 1.0f - ink;
-        blue[k] = 1.0f - ink * (1.0f - w);
-    }
+    bad = draw_pixels(off_counts, on_counts, plane, table, (uint32_t)(bins - 1), red, green,
+                      blue);
     Py_END_ALLOW_THREADS
     if (bad)
         PyErr_SetString(PyExc_ValueError, "draw_polarity: a count at or above bins");
