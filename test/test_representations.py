@@ -653,10 +653,10 @@ def test_polarity_kernels_refuse_what_would_overrun():
         kernels.draw_polarity(counts, 7, 6, 2.0, 1.0, image)
     # Planes long enough for the vector loop, which checks eight pixels a step.
     for at, value in ((3, 5), (20 + 9, 7), (20 + 17, -1)):
-        counts = np.zeros(2 * 20, np.int32)
-        counts[at] = value
+        long_counts = np.zeros(2 * 20, np.int32)
+        long_counts[at] = value
         with pytest.raises(ValueError, match='at or above bins'):
-            kernels.draw_polarity(counts, 20, 5, 2.0, 1.0, np.empty(3 * 20, np.float32))
+            kernels.draw_polarity(long_counts, 20, 5, 2.0, 1.0, np.empty(3 * 20, np.float32))
     x, y = np.array([1, 20], np.int64), np.array([0, 0], np.int64)
     p = np.zeros(2, np.uint8)
     with pytest.raises(ValueError, match='outside the counts'):
