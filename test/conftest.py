@@ -4,6 +4,7 @@ import atexit
 import os
 from pathlib import Path
 import shutil
+import sys
 import tempfile
 
 import pytest
@@ -21,6 +22,26 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 if 'GEP_ENGINE_CACHE' not in os.environ:
     os.environ['GEP_ENGINE_CACHE'] = tempfile.mkdtemp(prefix='gep-test-engines-')
     atexit.register(shutil.rmtree, os.environ['GEP_ENGINE_CACHE'], True)
+
+
+def _threads_per_worker():
+    """Return the cores each pytest-xdist worker has (None outside xdist or if already set).
+
+    Every worker's torch (and OpenMP) would otherwise start one thread per core. With two
+    workers on two cores, the four threads spin while they wait for each other: the model
+    tests took twice as long as with one thread each. Processes the tests start inherit it.
+    """
+    workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
+    if not workers or 'OMP_NUM_THREADS' in os.environ:
+        return None
+    return max(1, (os.cpu_count() or 1) // int(workers))
+
+
+_THREADS = _threads_per_worker()
+if _THREADS:
+    os.environ['OMP_NUM_THREADS'] = str(_THREADS)  # read by torch when it is imported
+    if 'torch' in sys.modules:  # imported already (by a plugin): tell it directly
+        sys.modules['torch'].set_num_threads(_THREADS)
 
 
 @pytest.fixture(scope='session')
