@@ -51,6 +51,43 @@ def bags_dir():
 
 
 @pytest.fixture(scope='session')
+def tiny_weights(tmp_path_factory):
+    """Return the folder of gep_tiny at its default input size, seeded: the tests' deployed model.
+
+    Every worker saves the same weights, so they share one digest, and with it the engines
+    built from them (see tiny_onnx).
+    """
+    import torch
+
+    from gep_model.artifact import save_artifact
+    from gep_model.model import GEPModel
+    from gep_model.registry import variant_config
+    folder = tmp_path_factory.mktemp('weights') / 'gep_tiny'
+    torch.manual_seed(0)
+    save_artifact(GEPModel(variant_config('gep_tiny')), folder)
+    return folder
+
+
+TINY_MAX_BATCH = 4  # the node's and replay's default max_batch: their ONNX key
+
+
+@pytest.fixture(scope='session')
+def tiny_onnx(tiny_weights):
+    """Return the artifact of tiny_weights once its ONNX export lies in the engine cache.
+
+    Backend auto on a CPU (replay, the node) and the onnxruntime tests then load it instead
+    of exporting again (about 15 s each). The pytest-xdist workers share the cache folder; a
+    lock in it makes one of them export while the other waits.
+    """
+    from gep_model.artifact import load_artifact
+    from gep_model.runtime import make_runtime
+    artifact = load_artifact(tiny_weights)
+    with rosenv.locked(Path(os.environ['GEP_ENGINE_CACHE']) / 'tiny_onnx.lock'):
+        make_runtime(artifact, 'onnxruntime', TINY_MAX_BATCH)
+    return artifact
+
+
+@pytest.fixture(scope='session')
 def typestore():
     from gep_ros.msgtypes import typestore as make
     return make()

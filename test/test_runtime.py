@@ -1,5 +1,8 @@
 """Runtimes: one interface over the backends, per-stream state, exports, the engine cache."""
 
+import json
+
+from conftest import TINY_MAX_BATCH
 import numpy as np
 import pytest
 import torch
@@ -8,7 +11,7 @@ from gep_model.artifact import load_artifact, save_artifact
 from gep_model.model import GEPModel
 from gep_model.registry import variant_config
 from gep_model.runtime import available_backends, choose_backend, make_runtime
-from gep_model.runtime.cache import engine_key, EngineCache
+from gep_model.runtime.cache import default_cache_dir, engine_key, EngineCache
 from gep_model.runtime.step import export_program
 
 CUDA = torch.cuda.is_available()
@@ -63,17 +66,20 @@ def test_a_stream_past_its_context_keeps_running(artifact):
     assert runtime.states['cam']['window'].item() == artifact.config.temporal.max_windows // 2 + 3
 
 
-def test_onnxruntime_matches_eager_within_1e4(artifact, tmp_path):
-    events = windows(3, seed=5)
-    ort = make_runtime(artifact, 'onnxruntime', max_batch=4, cache_dir=tmp_path)
-    cpu = make_runtime(artifact, 'cpu', max_batch=4)
+def test_onnxruntime_matches_eager_within_1e4(tiny_onnx):
+    artifact = tiny_onnx  # exported once for the whole run, at the default input size
+    events = windows(3, size=artifact.config.input_size, seed=5)
+    ort = make_runtime(artifact, 'onnxruntime', max_batch=TINY_MAX_BATCH)
+    assert not ort.built  # the exported file comes from the cache
+    # ...which describes it beside it: these weights, this batch.
+    described = [json.loads(p.read_text()) for p in default_cache_dir().glob('*.json')]
+    assert any(d['digest'] == artifact.digest and d['max_batch'] == TINY_MAX_BATCH
+               for d in described)
+    cpu = make_runtime(artifact, 'cpu', max_batch=TINY_MAX_BATCH)
     for a, b in zip(ort.infer(events, streams=[0, 1, 0]), cpu.infer(events, streams=[0, 1, 0])):
         rel = np.abs(a.depth - b.depth).max() / np.abs(b.depth).max()
         assert rel < 1e-4
         assert np.mean(a.labels == b.labels) > 0.999
-    assert ort.built
-    again = make_runtime(artifact, 'onnxruntime', max_batch=4, cache_dir=tmp_path)
-    assert not again.built  # the exported file comes from the cache
 
 
 def test_exported_program_with_dynamic_batch_matches_eager(artifact):

@@ -176,8 +176,11 @@ def damage(messages):
 
 
 def test_damaged_messages_counted_once_each_every_intact_frame_answered(
-        procs, harness, weights, street, tmp_path):
-    """The issue's case: backend auto (it logs at INFO first) then rejections (WARN)."""
+        procs, harness, weights, tiny_onnx, street, tmp_path):
+    """The issue's case: backend auto (it logs at INFO first) then rejections (WARN).
+
+    The node loads the ONNX export of these weights from the engine cache (tiny_onnx).
+    """
     topics = ['/dvs/events', '/dvs/image_raw']
     messages = bag_messages(street, topics)
     frames = [decode_image(d).header for t, _, _, d in messages if t == '/dvs/image_raw']
