@@ -93,6 +93,26 @@ def typestore():
     return make()
 
 
+# Files whose tests take tens of seconds, longest first (make test on 2 cores, a cold
+# TorchInductor cache). `make test` hands whole files to the pytest-xdist workers in
+# collection order (--dist loadfile --no-loadscope-reorder), so these start first and the two
+# workers finish together; the other files follow in their usual order.
+LONG_FILES = ('test_runtime.py', 'ros/test_node_e2e.py', 'test_robot_install.py',
+              'ros/test_node_params.py', 'test_replay.py', 'test_artifact.py',
+              'test_image_wire.py', 'test_evt3_kernel.py', 'test_experiment.py', 'test_lint.py',
+              'ros/test_replay_launch.py', 'test_training_stages.py',
+              'test_training_engine.py', 'test_synth.py', 'test_event_packet.py')
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+
+    def file_rank(item):
+        return rank.get(item.path.relative_to(REPO / 'test').as_posix(), len(LONG_FILES))
+
+    items.sort(key=file_rank)  # stable: a file's tests keep their order
+
+
 # The real-ROS tier (test/ros/) runs where a ROS 2 is sourced or carried beside the checkout;
 # elsewhere it is left out, with one line saying why, and nothing else is skipped for it.
 # Where it must run, a test of it that skips fails the run instead of passing quietly.
