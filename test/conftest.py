@@ -22,6 +22,10 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 if 'GEP_ENGINE_CACHE' not in os.environ:
     os.environ['GEP_ENGINE_CACHE'] = tempfile.mkdtemp(prefix='gep-test-engines-')
     atexit.register(shutil.rmtree, os.environ['GEP_ENGINE_CACHE'], True)
+# What the workers share beyond engines (tiny_weights), made and removed the same way.
+if 'GEP_TEST_SHARED' not in os.environ:
+    os.environ['GEP_TEST_SHARED'] = tempfile.mkdtemp(prefix='gep-test-shared-')
+    atexit.register(shutil.rmtree, os.environ['GEP_TEST_SHARED'], True)
 
 
 def _threads_per_worker():
@@ -51,20 +55,24 @@ def bags_dir():
 
 
 @pytest.fixture(scope='session')
-def tiny_weights(tmp_path_factory):
+def tiny_weights():
     """Return the folder of gep_tiny at its default input size, seeded: the tests' deployed model.
 
-    Every worker saves the same weights, so they share one digest, and with it the engines
-    built from them (see tiny_onnx).
+    Saved once for all pytest-xdist workers, so that they share one digest and with it the
+    engines built from it (tiny_onnx): the same weights saved twice need not give the same
+    file (safetensors writes its header's metadata in no fixed order).
     """
-    import torch
+    shared = Path(os.environ['GEP_TEST_SHARED'])
+    folder = shared / 'gep_tiny'
+    with rosenv.locked(shared / 'gep_tiny.lock'):
+        if not folder.exists():
+            import torch
 
-    from gep_model.artifact import save_artifact
-    from gep_model.model import GEPModel
-    from gep_model.registry import variant_config
-    folder = tmp_path_factory.mktemp('weights') / 'gep_tiny'
-    torch.manual_seed(0)
-    save_artifact(GEPModel(variant_config('gep_tiny')), folder)
+            from gep_model.artifact import save_artifact
+            from gep_model.model import GEPModel
+            from gep_model.registry import variant_config
+            torch.manual_seed(0)
+            save_artifact(GEPModel(variant_config('gep_tiny')), folder)
     return folder
 
 
