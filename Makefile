@@ -21,8 +21,9 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py $(wildcard */__init__.p
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# Whole files go to the two workers, longest first (test/conftest.py LONG_FILES).
 test: setup
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: setup
 	$(VENV)/bin/flake8

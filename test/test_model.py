@@ -65,7 +65,7 @@ def test_tiny_has_a_few_hundred_thousand_parameters():
 
 
 def test_gradients_reach_every_trainable_parameter():
-    cfg = variant_config('gep_tiny')
+    cfg = variant_config('gep_tiny', input_size=(56, 84))
     cfg.heads = HeadsConfig(width=16, num_classes=5, num_categories=3)
     torch.manual_seed(0)
     model = GEPModel(cfg).train()
@@ -136,7 +136,7 @@ class Step(torch.nn.Module):
 
 
 def test_torch_export_of_the_step_with_dynamic_batch_matches_eager():
-    model = tiny()
+    model = tiny(input_size=(56, 84))
     size = model.config.input_size
 
     def inputs(b):

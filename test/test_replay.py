@@ -4,11 +4,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from gep_model.artifact import load_artifact, save_artifact
-from gep_model.model import GEPModel
-from gep_model.registry import variant_config
+from gep_model.artifact import load_artifact
 from gep_model.runtime import choose_backend
 from gep_ros.bag import BagReader, BagWriter
 from gep_ros.cli.main import main
@@ -29,11 +26,9 @@ MS = 10**6
 
 
 @pytest.fixture(scope='module')
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp('weights') / 'tiny'
-    save_artifact(GEPModel(variant_config('gep_tiny', input_size=(126, 168))), folder)
-    return folder
+def weights(tiny_onnx):
+    """gep_tiny; its ONNX, which backend auto runs, is exported once for the whole run."""
+    return tiny_onnx.path
 
 
 @pytest.fixture(scope='module')

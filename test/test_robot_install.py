@@ -91,20 +91,16 @@ def _resolve(robot, tmp):
     return {name.lower().replace('_', '-'): version for name, version in found}
 
 
-def test_robot_requirements_resolve_for_humble_and_jazzy_on_x86_64_and_aarch64(tmp_path):
+@pytest.fixture(scope='module', autouse=True)
+def resolutions(tmp_path_factory):
+    """Start resolving for every robot at the module's first test; return {robot: future}.
+
+    The resolution waits on PyPI most of its time, so the node's own test (CPU) runs
+    meanwhile instead of after it.
+    """
+    tmp = tmp_path_factory.mktemp('robots')
     with ThreadPoolExecutor(len(ROBOTS)) as pool:
-        found = dict(zip(ROBOTS, pool.map(lambda r: _resolve(r, tmp_path), ROBOTS)))
-    for robot, versions in found.items():
-        assert NODE_NEEDS <= set(versions), (robot, sorted(versions))
-        assert int(versions['numpy'].split('.')[0]) == 1, (robot, versions['numpy'])
-        # torchvision 0.(N+15) is built for torch 2.N; another pair fails to import.
-        torch_minor, vision_minor = (int(versions[name].split('.')[1])
-                                     for name in ('torch', 'torchvision'))
-        assert vision_minor == torch_minor + 15, (robot, versions['torch'],
-                                                  versions['torchvision'])
-        for name, version in ROBOTS[robot][2].items():
-            assert versions[name] == version, (robot, name)  # apt's copy is kept
-        assert not set(versions) & NOT_ON_A_ROBOT, robot
+        yield {robot: pool.submit(_resolve, robot, tmp) for robot in ROBOTS}
 
 
 def node_imports():
@@ -180,3 +176,18 @@ def test_installed_scripts_run_with_the_python3_first_on_path(section, key, valu
     config = configparser.ConfigParser()
     config.read(REPO / 'setup.cfg')
     assert config[section][key] == value
+
+
+def test_robot_requirements_resolve_for_humble_and_jazzy_on_x86_64_and_aarch64(resolutions):
+    found = {robot: future.result() for robot, future in resolutions.items()}
+    for robot, versions in found.items():
+        assert NODE_NEEDS <= set(versions), (robot, sorted(versions))
+        assert int(versions['numpy'].split('.')[0]) == 1, (robot, versions['numpy'])
+        # torchvision 0.(N+15) is built for torch 2.N; another pair fails to import.
+        torch_minor, vision_minor = (int(versions[name].split('.')[1])
+                                     for name in ('torch', 'torchvision'))
+        assert vision_minor == torch_minor + 15, (robot, versions['torch'],
+                                                  versions['torchvision'])
+        for name, version in ROBOTS[robot][2].items():
+            assert versions[name] == version, (robot, name)  # apt's copy is kept
+        assert not set(versions) & NOT_ON_A_ROBOT, robot

@@ -18,11 +18,7 @@ import time
 import uuid
 
 import pytest
-import torch
 
-from gep_model.artifact import save_artifact
-from gep_model.model import GEPModel
-from gep_model.registry import variant_config
 from training.synthetic.bag import write_synth_bag
 
 from . import rosenv
@@ -147,11 +143,8 @@ def harness(ros, procs, tmp_path):
 
 
 @pytest.fixture(scope='session')
-def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('weights') / 'gep_tiny'
-    torch.manual_seed(0)
-    save_artifact(GEPModel(variant_config('gep_tiny')), folder)
-    return folder
+def weights(tiny_weights):
+    return tiny_weights
 
 
 @pytest.fixture(scope='session')

@@ -144,65 +144,6 @@ def test_launch_answers_every_frame_with_its_header_and_exits_on_sigterm(
     assert_clean_exit(node, signal.SIGTERM)
 
 
-def damage(messages):
-    """Insert damaged copies after some intact messages; return (stream, {reason: count})."""
-    out, reasons = [], {}
-
-    def add(topic, data, decode):
-        try:
-            decode(padded(data))
-        except WireError as exc:
-            key = f'{topic}: {exc.field}'
-            reasons[key] = reasons.get(key, 0) + 1
-        else:
-            raise AssertionError('the damage left a valid message')
-        return data
-
-    for i, (topic, msgtype, t, data) in enumerate(messages):
-        out.append((topic, msgtype, t, data))
-        if topic == '/dvs/events' and i % 7 == 0:
-            out.append((topic, msgtype, t, add(topic, data[:len(data) // 2],
-                                               decode_event_array)))
-            ev = decode_event_array(data)
-            at = data.index(struct.pack('<III', ev.height, ev.width, len(ev.events))) + 8
-            lying = data[:at] + struct.pack('<I', 0x7FFFFFFF) + data[at + 4:]
-            out.append((topic, msgtype, t, add(topic, lying, decode_event_array)))
-        elif topic == '/dvs/image_raw' and i % 3 == 0:
-            image = decode_image(data)
-            at = data.index(struct.pack('<II', image.height, image.width))
-            taller = data[:at] + struct.pack('<II', image.height + 7, image.width) + data[at + 8:]
-            out.append((topic, msgtype, t, add(topic, taller, decode_image)))
-    return out, reasons
-
-
-def test_damaged_messages_counted_once_each_every_intact_frame_answered(
-        procs, harness, weights, street, tmp_path):
-    """The issue's case: backend auto (it logs at INFO first) then rejections (WARN)."""
-    topics = ['/dvs/events', '/dvs/image_raw']
-    messages = bag_messages(street, topics)
-    frames = [decode_image(d).header for t, _, _, d in messages if t == '/dvs/image_raw']
-    stream, reasons = damage(messages)
-    assert sum(reasons.values()) >= 10 and len(reasons) >= 2
-    config = params_file(tmp_path / 'robot.yaml', weights=str(weights), backend='auto',
-                         **{'cam0.events_topic': '/dvs/events',
-                            'cam0.image_topic': '/dvs/image_raw'}, **reliable(*topics))
-    node = launch(procs, config)
-    record = {f'/dvs/{name}': IMAGE for name in OUTPUTS}
-    code, result, out = harness(plan(stream, record, {t: len(frames) for t in record}))
-    assert code == 0, out + node.text()[-3000:]
-    for name in OUTPUTS:
-        got = [decode_image(d).header for _, d in result['received'][f'/dvs/{name}']]
-        assert got == frames, name
-    final = last_diagnostics(result)[-1]
-    rejected = {k[len('rejected '):]: int(v) for k, v in final['values'].items()
-                if k.startswith('rejected ')}
-    assert rejected == reasons
-    assert final['level'] != 2 and final['message'] != 'inference worker stopped'
-    assert not any(k.startswith('dropped') for k in final['values'])
-    log = assert_clean_exit(node, signal.SIGINT)
-    assert log.count('rejected a message on /dvs/') == sum(reasons.values())
-
-
 def test_evt3_packets_and_two_cameras_on_sim_time_under_a_namespace(
         procs, harness, weights, street, bags_dir, tmp_path):
     """cam0: EventArray + frames; cam1: a real Prophesee EVT3 recording (rate windows).
@@ -276,3 +217,65 @@ def test_bad_parameter_exits_1_with_one_error_line(procs, weights, tmp_path, wha
     assert re.search(expect, node_lines[0]), node_lines[0]
     assert re.search(r'process has died .*exit code 1', log), log
     assert not EXCEPTION_TEXT.search(log.replace('[ERROR]', '')), log
+
+
+def damage(messages):
+    """Insert damaged copies after some intact messages; return (stream, {reason: count})."""
+    out, reasons = [], {}
+
+    def add(topic, data, decode):
+        try:
+            decode(padded(data))
+        except WireError as exc:
+            key = f'{topic}: {exc.field}'
+            reasons[key] = reasons.get(key, 0) + 1
+        else:
+            raise AssertionError('the damage left a valid message')
+        return data
+
+    for i, (topic, msgtype, t, data) in enumerate(messages):
+        out.append((topic, msgtype, t, data))
+        if topic == '/dvs/events' and i % 7 == 0:
+            out.append((topic, msgtype, t, add(topic, data[:len(data) // 2],
+                                               decode_event_array)))
+            ev = decode_event_array(data)
+            at = data.index(struct.pack('<III', ev.height, ev.width, len(ev.events))) + 8
+            lying = data[:at] + struct.pack('<I', 0x7FFFFFFF) + data[at + 4:]
+            out.append((topic, msgtype, t, add(topic, lying, decode_event_array)))
+        elif topic == '/dvs/image_raw' and i % 3 == 0:
+            image = decode_image(data)
+            at = data.index(struct.pack('<II', image.height, image.width))
+            taller = data[:at] + struct.pack('<II', image.height + 7, image.width) + data[at + 8:]
+            out.append((topic, msgtype, t, add(topic, taller, decode_image)))
+    return out, reasons
+
+
+def test_damaged_messages_counted_once_each_every_intact_frame_answered(
+        procs, harness, weights, tiny_onnx, street, tmp_path):
+    """The issue's case: backend auto (it logs at INFO first) then rejections (WARN).
+
+    The node loads the ONNX export of these weights from the engine cache (tiny_onnx).
+    """
+    topics = ['/dvs/events', '/dvs/image_raw']
+    messages = bag_messages(street, topics)
+    frames = [decode_image(d).header for t, _, _, d in messages if t == '/dvs/image_raw']
+    stream, reasons = damage(messages)
+    assert sum(reasons.values()) >= 10 and len(reasons) >= 2
+    config = params_file(tmp_path / 'robot.yaml', weights=str(weights), backend='auto',
+                         **{'cam0.events_topic': '/dvs/events',
+                            'cam0.image_topic': '/dvs/image_raw'}, **reliable(*topics))
+    node = launch(procs, config)
+    record = {f'/dvs/{name}': IMAGE for name in OUTPUTS}
+    code, result, out = harness(plan(stream, record, {t: len(frames) for t in record}))
+    assert code == 0, out + node.text()[-3000:]
+    for name in OUTPUTS:
+        got = [decode_image(d).header for _, d in result['received'][f'/dvs/{name}']]
+        assert got == frames, name
+    final = last_diagnostics(result)[-1]
+    rejected = {k[len('rejected '):]: int(v) for k, v in final['values'].items()
+                if k.startswith('rejected ')}
+    assert rejected == reasons
+    assert final['level'] != 2 and final['message'] != 'inference worker stopped'
+    assert not any(k.startswith('dropped') for k in final['values'])
+    log = assert_clean_exit(node, signal.SIGINT)
+    assert log.count('rejected a message on /dvs/') == sum(reasons.values())
