@@ -52,9 +52,20 @@ class Artifact:
 
 
 def _digest(folder):
-    """Return the SHA-256 over the weights file, the identity of an artifact's weights."""
+    """Return the SHA-256 of the weights, the identity of an artifact's weights.
+
+    Over the safetensors header with its keys sorted, then the tensor data: safetensors
+    writes the header's maps in no fixed order, so the same weights saved twice need not
+    give the same file, and a hash of the file's bytes would send engine caches (keyed by
+    the digest) to build again.
+    """
     h = hashlib.sha256()
     with open(folder / WEIGHTS, 'rb') as f:
+        size = f.read(8)
+        header = json.loads(f.read(int.from_bytes(size, 'little')))
+        canonical = json.dumps(header, sort_keys=True, separators=(',', ':')).encode()
+        h.update(len(canonical).to_bytes(8, 'little'))
+        h.update(canonical)
         for block in iter(lambda: f.read(1 << 20), b''):
             h.update(block)
     return h.hexdigest()

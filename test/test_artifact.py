@@ -58,6 +58,25 @@ def edit_tensors(folder, fn):
     save_file(tensors, folder / WEIGHTS)
 
 
+def test_the_digest_is_the_weights_not_the_order_of_the_header(saved, tmp_path):
+    # safetensors writes its header's maps in no fixed order (another process may write
+    # the keys otherwise): the digest must not follow the order, but must follow the data.
+    from gep_model.artifact import _digest
+    _, folder = saved
+    raw = (folder / WEIGHTS).read_bytes()
+    size = int.from_bytes(raw[:8], 'little')
+    header = json.loads(raw[8:8 + size])
+    shuffled = {key: (dict(reversed(value.items())) if isinstance(value, dict) else value)
+                for key, value in reversed(header.items())}
+    text = json.dumps(shuffled, separators=(',', ':')).encode()
+    assert text != raw[8:8 + size].rstrip() and len(text) <= size
+    copy = copy_of(folder, tmp_path)
+    (copy / WEIGHTS).write_bytes(raw[:8] + text.ljust(size) + raw[8 + size:])
+    assert _digest(copy) == _digest(folder) == json.loads((folder / META).read_text())['digest']
+    (copy / WEIGHTS).write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+    assert _digest(copy) != _digest(folder)
+
+
 @pytest.mark.parametrize('damage, message', [
     (lambda f: edit_meta(f, format_version=99), 'format version 99'),
     (lambda f: edit_meta(f, format='something-else'), 'not a gep-model file'),
