@@ -149,7 +149,7 @@ _STREAM = st.one_of(
 _SIZES = st.one_of(st.integers(0, 2100), st.sampled_from([0, 1, 10, 480, 640, 2048]))
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(words=_STREAM, cuts=st.lists(st.integers(0, 1200), max_size=6), width=_SIZES,
        height=_SIZES, until=st.none() | st.integers(0, 40_000_000_000),
