@@ -507,15 +507,25 @@ WIDE_TARGET static inline uint16_t last_lane(__m512i v)
     return (uint16_t)_mm_extract_epi16(_mm512_extracti32x4_epi32(v, 3), 7);
 }
 
-/* Write n (1..8) records: times from `us` (8 x 64 bits) and x | y << 16 | p << 32 from rest. */
-WIDE_TARGET static inline void put_events8(event_t *out, __m512i us, __m512i rest, int n)
+/* Write the first n (at least 1) of eight events: their x with polarity (bit 11), row, and
+ * the two 12-bit halves of their clock as 16-bit lanes; `above` is added to the clock. */
+WIDE_TARGET static inline void put_events8(event_t *out, __m128i xp, __m128i row, __m128i low,
+                                           __m128i high, __m512i above, int n)
 {
     const __m512i first = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
     const __m512i second = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+    const __m512i x64 = _mm512_cvtepu16_epi64(xp);
+    const __m512i us = _mm512_add_epi64(
+        _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu16_epi64(high), 12),
+                        _mm512_cvtepu16_epi64(low)), above);
+    const __m512i rest = _mm512_or_si512(
+        _mm512_or_si512(_mm512_and_si512(x64, _mm512_set1_epi64(0x7FF)),
+                        _mm512_slli_epi64(_mm512_cvtepu16_epi64(row), 16)),
+        _mm512_slli_epi64(_mm512_srli_epi64(x64, 11), 32));
     __m512i t = _mm512_mullo_epi64(us, _mm512_set1_epi64(NS_PER_US));
     __m512i a = _mm512_permutex2var_epi64(t, first, rest);
     __m512i b = _mm512_permutex2var_epi64(t, second, rest);
-    if (n == 8) {
+    if (n >= 8) {
         _mm512_storeu_si512((void *)out, a);
         _mm512_storeu_si512((void *)(out + 4), b);
     } else {
@@ -539,7 +549,6 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
     const __m512i height = _mm512_set1_epi16((short)(every_row ? 0 : c->height));
     const __m512i m11 = _mm512_set1_epi16(0x7FF), m12 = _mm512_set1_epi16(0xFFF);
     const __m512i above64 = _mm512_set1_epi64((long long)above);
-    const __m512i x_mask64 = _mm512_set1_epi64(0x7FF);
     event_t *const ev = c->ev;
     trigger_t *const tr = c->tr;
     Py_ssize_t ne = c->ne, nt = c->nt;
@@ -618,44 +627,17 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
             const __m512i ys = _mm512_maskz_compress_epi16(keep, row);
             const __m512i los = _mm512_maskz_compress_epi16(keep, lo);
             const __m512i his = _mm512_maskz_compress_epi16(keep, hi);
-            for (int g = 0; g < n; g += 8) {
-                __m128i xg, yg, lg, hg;
-                switch (g >> 3) {  /* the lane group must be a constant */
-                case 0:
-                    xg = _mm512_extracti32x4_epi32(xp, 0);
-                    yg = _mm512_extracti32x4_epi32(ys, 0);
-                    lg = _mm512_extracti32x4_epi32(los, 0);
-                    hg = _mm512_extracti32x4_epi32(his, 0);
-                    break;
-                case 1:
-                    xg = _mm512_extracti32x4_epi32(xp, 1);
-                    yg = _mm512_extracti32x4_epi32(ys, 1);
-                    lg = _mm512_extracti32x4_epi32(los, 1);
-                    hg = _mm512_extracti32x4_epi32(his, 1);
-                    break;
-                case 2:
-                    xg = _mm512_extracti32x4_epi32(xp, 2);
-                    yg = _mm512_extracti32x4_epi32(ys, 2);
-                    lg = _mm512_extracti32x4_epi32(los, 2);
-                    hg = _mm512_extracti32x4_epi32(his, 2);
-                    break;
-                default:
-                    xg = _mm512_extracti32x4_epi32(xp, 3);
-                    yg = _mm512_extracti32x4_epi32(ys, 3);
-                    lg = _mm512_extracti32x4_epi32(los, 3);
-                    hg = _mm512_extracti32x4_epi32(his, 3);
-                    break;
-                }
-                const __m512i x64 = _mm512_cvtepu16_epi64(xg);
-                const __m512i us = _mm512_add_epi64(
-                    _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu16_epi64(hg), 12),
-                                    _mm512_cvtepu16_epi64(lg)), above64);
-                const __m512i rest = _mm512_or_si512(
-                    _mm512_or_si512(_mm512_and_si512(x64, x_mask64),
-                                    _mm512_slli_epi64(_mm512_cvtepu16_epi64(yg), 16)),
-                    _mm512_slli_epi64(_mm512_srli_epi64(x64, 11), 32));
-                put_events8(ev + ne + g, us, rest, n - g < 8 ? n - g : 8);
-            }
+            /* Eight events a group; the group is the lane group, which must be a constant. */
+#define EVENTS_GROUP(g)                                                                  \
+            if (n > 8 * (g))                                                               \
+                put_events8(ev + ne + 8 * (g), _mm512_extracti32x4_epi32(xp, g),          \
+                            _mm512_extracti32x4_epi32(ys, g), _mm512_extracti32x4_epi32(los, g), \
+                            _mm512_extracti32x4_epi32(his, g), above64, n - 8 * (g))
+            EVENTS_GROUP(0);
+            EVENTS_GROUP(1);
+            EVENTS_GROUP(2);
+            EVENTS_GROUP(3);
+#undef EVENTS_GROUP
             ne += n;
         }
         if (is_trigger) {
@@ -1064,11 +1046,6 @@ static inline uint64_t load_u64(const uint8_t *p)
 }
 
 /*
- * The fixed layout of a serialized EventPacket as event_packet.decode_event_packet reads it:
- * 0 when every length fits and the strings end in NUL, -1 for anything else (big-endian CDR,
- * overruns, trailing bytes), which the Python field reader then reads and names.
- */
-/*
  * The std_msgs/Header that starts a little-endian message: its frame id is at byte 16,
  * *id_len bytes long (without its NUL); returns the 4-aligned position after it, or -1 for
  * another layout (big-endian CDR, an overrun, no NUL).
@@ -1085,6 +1062,11 @@ static Py_ssize_t parse_header(const uint8_t *b, Py_ssize_t size, Py_ssize_t *id
     return pos + (4 - pos % 4) % 4;  /* alignment counts from byte 4: the same residue mod 4 */
 }
 
+/*
+ * The fixed layout of a serialized EventPacket as event_packet.decode_event_packet reads it:
+ * 0 when every length fits and the strings end in NUL, -1 for anything else (big-endian CDR,
+ * overruns, trailing bytes), which the Python field reader then reads and names.
+ */
 static int parse_event_packet(const uint8_t *b, Py_ssize_t size, packet_fields *f)
 {
     Py_ssize_t pos = parse_header(b, size, &f->id_len), n;
@@ -1325,13 +1307,19 @@ typedef struct {
     evt3_ctx c;
 } stream_state;
 
-/* Store s's state in states under ('evt3', width, height); 0, or -1 with an exception. */
+/* The key of a stream's state in the states dict: ('evt3', width, height). */
+static PyObject *stream_key(unsigned int width, unsigned int height)
+{
+    return Py_BuildValue("(OII)", evt3_name, width, height);
+}
+
+/* Store s's state in states under its stream_key; 0, or -1 with an exception. */
 static int stream_store(stream_state *s, PyObject *states)
 {
     if (!s->loaded || !s->decoded)
         return 0;
     s->decoded = 0;
-    PyObject *key = Py_BuildValue("(OII)", evt3_name, s->width, s->height);
+    PyObject *key = stream_key(s->width, s->height);
     PyObject *state = key != NULL ? state_from(&s->c, s->valid) : NULL;
     int stored = state != NULL ? PyDict_SetItem(states, key, state) : -1;
     Py_XDECREF(key);
@@ -1348,7 +1336,7 @@ static int stream_load(stream_state *s, PyObject *states, unsigned int width,
     if (stream_store(s, states) < 0)
         return -1;
     s->loaded = 0;
-    PyObject *key = Py_BuildValue("(OII)", evt3_name, width, height);
+    PyObject *key = stream_key(width, height);
     if (key == NULL)
         return -1;
     PyObject *state = PyDict_GetItemWithError(states, key);  /* borrowed */
@@ -1401,7 +1389,7 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
     const Py_ssize_t n = f.events_len / 2;
     /* Events: at most one per word but for vectors, which decode_words checks (then the
      * packet is decoded again into room for its bound). Triggers: one per word at most. */
-    Py_ssize_t need = n + BLOCK, ev_used, tr_used, start, stop;
+    Py_ssize_t need = n + BLOCK, ev_used, tr_used, start;
     int64_t first_us;
     Py_buffer eb, tb;
     for (;;) {
@@ -1419,7 +1407,7 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
         c.tr_cap = tb.len / (Py_ssize_t)sizeof(trigger_t) - tr_used;
         c.ne = c.nt = 0;
         c.ended = 0;
-        stop = evt3_run(&c, words, n, &valid, &start, &first_us, NULL, 0, NULL);
+        evt3_run(&c, words, n, &valid, &start, &first_us, NULL, 0, NULL);
         PyBuffer_Release(&tb);
         PyBuffer_Release(&eb);
         if (c.ended != 3)
@@ -1428,7 +1416,6 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
         evt3_bounds(words, n, &need, &tr_bound);
         need += BLOCK;
     }
-    (void)stop;
     if (c.ended == 2)
         goto none;  /* an unsupported word: the general path raises its WireError */
     s->c = c;
@@ -1496,10 +1483,8 @@ static PyObject *setup_packets(PyObject *self, PyObject *const *args, Py_ssize_t
         if (header_names[k] == NULL
             && (header_names[k] = PyUnicode_InternFromString(HEADER_FIELDS[k])) == NULL)
             return NULL;
-    Py_INCREF(args[0]);
-    Py_XSETREF(packet_type, args[0]);
-    Py_INCREF(args[1]);
-    Py_XSETREF(header_type, args[1]);
+    PyObject **const slots[2] = {&packet_type, &header_type};
+    hold(slots, args, 2);
     Py_RETURN_NONE;
 }
 
@@ -1770,7 +1755,8 @@ out:
 
 PyDoc_STRVAR(time_range_doc,
 "time_range(events) -> (t_min, t_max)\n\n"
-"The smallest and largest t of a non-empty EVENT_DTYPE array (C-contiguous), in one pass.");
+"The smallest and largest t of a non-empty C-contiguous array of 16-byte event or trigger\n"
+"records (t, int64, first), in one pass.");
 
 static PyObject *time_range(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1785,7 +1771,7 @@ static PyObject *time_range(PyObject *self, PyObject *const *args, Py_ssize_t na
     const Py_ssize_t n = eb.len / (Py_ssize_t)sizeof(event_t);
     if (n == 0 || eb.len % (Py_ssize_t)sizeof(event_t)) {
         PyBuffer_Release(&eb);
-        PyErr_SetString(PyExc_ValueError, "time_range: a non-empty array of 16-byte events");
+        PyErr_SetString(PyExc_ValueError, "time_range: a non-empty array of 16-byte records");
         return NULL;
     }
     const event_t *ev = (const event_t *)eb.buf;
@@ -1819,7 +1805,7 @@ static PyObject *wide_blocks(PyObject *self, PyObject *const *args, Py_ssize_t n
         if (want < 0)
             return NULL;
         if (want && !can) {
-            PyErr_SetString(PyExc_ValueError, "this CPU has no AVX-512 BW/DQ/VBMI2");
+            PyErr_SetString(PyExc_ValueError, "this CPU lacks AVX-512 BW, DQ, VL, VBMI or VBMI2");
             return NULL;
         }
         use_wide = want;
