@@ -17,6 +17,13 @@
 #include <stdint.h>
 #include <string.h>
 
+/* x86-64 builds carry AVX2 / FMA versions of some loops, each in a function of its own
+ * target, chosen at run time by what the CPU has; the package stays built for the baseline. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define X86_TARGETS 1
+#include <immintrin.h>
+#endif
+
 /* Bumped whenever an argument list or a result changes; kernels.py refuses another. */
 #define INTERFACE_VERSION 3
 
@@ -258,8 +265,7 @@ static int draw_plain(DRAW_ARGS)
     return bad != 0;
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#if defined(X86_TARGETS)
 /* The same, eight pixels a step with AVX2: the same operations on each pixel, the same bits
  * (products by 0 and 1 and subtractions from 1 of values in [0, 1] are exact). */
 __attribute__((target("avx2"))) static int draw_avx2(DRAW_ARGS)
@@ -289,12 +295,11 @@ __attribute__((target("avx2"))) static int draw_avx2(DRAW_ARGS)
         DRAW_PIXEL(k);
     return bad != 0;
 }
-#define DRAW_AVX2 1
 #endif
 
 static int draw_pixels(DRAW_ARGS)
 {
-#if defined(DRAW_AVX2)
+#if defined(X86_TARGETS)
     if (__builtin_cpu_supports("avx2"))
         return draw_avx2(off_counts, on_counts, plane, table, last, red, green, blue);
 #endif
@@ -421,11 +426,10 @@ static void resize_separate(RESIZE_ARGS)
     RESIZE_LOOPS(MUL_ADD)
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(X86_TARGETS)
 #define FMA_AT_RUN_TIME 1
-#include <immintrin.h>
 #define FUSED(a, b, c) __builtin_fmaf(a, b, c)
-__attribute__((target("fma"))) static void resize_fused(RESIZE_ARGS)
+__attribute__((target("fma"))) static void resize_fma(RESIZE_ARGS)
 {
     RESIZE_LOOPS(FUSED)
 }
@@ -440,8 +444,8 @@ __attribute__((target("avx2,fma"))) static void resize_fused_avx2(RESIZE_ARGS)
     /* The weights tap by tap, so that eight outputs' weights of a tap are one load. */
     float *by_tap = PyMem_RawMalloc(sizeof(float) * (size_t)(x_taps * out_w));
     if (by_tap == NULL) {
-        resize_fused(src, tmp, dst, channels, height, width, out_h, out_w, x_start, x_count,
-                     x_weights, x_taps, y_start, y_count, y_weights, y_taps);
+        resize_fma(src, tmp, dst, channels, height, width, out_h, out_w, x_start, x_count,
+                   x_weights, x_taps, y_start, y_count, y_weights, y_taps);
         return;
     }
     for (Py_ssize_t x = 0; x < out_w; x++)
@@ -473,6 +477,17 @@ __attribute__((target("avx2,fma"))) static void resize_fused_avx2(RESIZE_ARGS)
     }
     PyMem_RawFree(by_tap);
     RESIZE_COLUMNS(FUSED)
+}
+
+/* Fused multiply-adds, with AVX2 where the CPU has it (the caller has checked FMA). */
+static void resize_fused(RESIZE_ARGS)
+{
+    if (__builtin_cpu_supports("avx2"))
+        resize_fused_avx2(src, tmp, dst, channels, height, width, out_h, out_w, x_start,
+                          x_count, x_weights, x_taps, y_start, y_count, y_weights, y_taps);
+    else
+        resize_fma(src, tmp, dst, channels, height, width, out_h, out_w, x_start, x_count,
+                   x_weights, x_taps, y_start, y_count, y_weights, y_taps);
 }
 #elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #define FUSED(a, b, c) __builtin_fmaf(a, b, c)
@@ -558,13 +573,6 @@ static PyObject *resize_aa(PyObject *self, PyObject *const *args, Py_ssize_t nar
 #endif
     Py_BEGIN_ALLOW_THREADS
 #if !defined(NO_FUSED)
-#if defined(FMA_AT_RUN_TIME)
-    if (fused && __builtin_cpu_supports("avx2"))
-        resize_fused_avx2(b[0].view.buf, b[1].view.buf, b[2].view.buf, channels, height,
-                          width, out_h, out_w, x_start, x_count, b[5].view.buf, x_taps,
-                          y_start, y_count, b[8].view.buf, y_taps);
-    else
-#endif
     if (fused)
         resize_fused(b[0].view.buf, b[1].view.buf, b[2].view.buf, channels, height, width,
                      out_h, out_w, x_start, x_count, b[5].view.buf, x_taps, y_start, y_count,
