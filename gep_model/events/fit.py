@@ -118,8 +118,8 @@ def fit_to_input(tensor: torch.Tensor, size: Size, mode: str = 'resize',
 
 # The compiled antialiased resize: torch's own taps and weights, read from torch, and
 # torch's arithmetic, checked on a random image, once per pair of sizes; the same bits as
-# F.interpolate(mode='bilinear', antialias=True) for float32 on the CPU, in a third of its
-# time (two tight passes instead of torch's generic strided loops). Where the check fails,
+# F.interpolate(mode='bilinear', antialias=True) for float32 on the CPU, in about a quarter
+# of its time (two tight passes instead of torch's generic strided loops). Where the check fails,
 # torch resizes.
 
 

@@ -6,13 +6,12 @@ Two parts:
   subscriptions would deliver it (dropping the oldest window when the queue is full), for
   gep_tiny and gep_small at their default input size, each event-only (what fine-tuning
   exports by default; the frames only colour the overlay) and with the frame encoder
-  (`frames: true`, rows `_frames`), set up as the node sets it up: its
-  default parameters, the backend `auto` picks (onnxruntime on a CPU) and the thread budget
-  of `threads: 0` (all cores but one for the model). Rows: p50 and p95 of `end_to_end`
-  (frame arrival to outputs published) against the model step alone (`Runtime.infer` of
-  one window, with its frame where the model takes one, batch 1) measured in the same run,
-  twice: back to back, and
-  at the camera's pace (one call every 50 ms, idle in between, as the node calls it);
+  (`frames: true`, rows `_frames`), set up as the node sets it up: its default parameters,
+  the backend `auto` picks (onnxruntime on a CPU) and the thread budget of `threads: 0`
+  (all cores but one for the model). Rows: p50 and p95 of `end_to_end` (frame arrival to
+  outputs published) against the model step alone (`Runtime.infer` of one window, with its
+  frame where the model takes one, batch 1) measured in the same run, twice: back to back,
+  and at the camera's pace (one call every 50 ms, idle in between, as the node calls it);
   ratio = pipeline / step, the cost of waiting for events, batching, queueing, rendering
   and encoding. Per-stage percentiles and drops are in the JSON rows.
 - Event rate. EventArray and EVT3 EventPacket streams in 1 ms packets (1k and 10k events a
@@ -144,8 +143,7 @@ def bench_latency(variant, seconds, quick, folder, frame_encoder=False):
     from ..pipeline import Pipeline
     torch.manual_seed(0)
     config = variant_config(variant)
-    config = variant_config(variant,
-                            temporal=replace(config.temporal, image_tokens=frame_encoder))
+    config.temporal = replace(config.temporal, image_tokens=frame_encoder)
     name = f'{variant}_frames' if frame_encoder else variant
     artifact = load_artifact(save_artifact(GEPModel(config), f'{folder}/{name}'))
     size = tuple(artifact.model.config.input_size)
