@@ -4,7 +4,8 @@ Everything that decides anything lives in the pipeline, which runs and is tested
 ROS. This module only moves bytes: it declares the parameters of gep_ros.params (read once
 at start, so they are read-only), subscribes with `raw=True` to the topics the pipeline
 wants, publishes the serialized outputs it returns, and reports its statistics on
-/diagnostics once a second.
+/diagnostics once a second. Its `~/flush` service (std_srvs/Trigger) finishes the input's
+last windows: the end of a replayed bag.
 """
 
 from copy import copy
@@ -27,6 +28,7 @@ from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from std_srvs.srv import Trigger
 
 from gep_model.artifact import load_artifact, save_artifact
 from gep_model.errors import ArtifactError
@@ -45,6 +47,8 @@ LOGGERS = ('gep_ros', 'gep_model')  # Python loggers whose records go to the ROS
 # parameters, the ROS 2 way.
 QOS_OVERRIDES = QoSOverridingOptions.with_default_policies()
 QOS_PARAMETERS = 'qos_overrides.'  # the prefix of the parameters QOS_OVERRIDES declares
+# How long ~/flush waits for the last windows; it holds the node's executor meanwhile.
+FLUSH_TIMEOUT_S = 30.0
 
 
 def input_qos():
@@ -148,6 +152,7 @@ class PerceptionNode(Node):
         # Diagnostics run on the steady clock: they report the node, not the (sim) time.
         self.diag_timer = self.create_timer(1.0, self._diagnostics,
                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.flush_service = self.create_service(Trigger, '~/flush', self._flush)
         self.started = True
         clock = 'sim time (/clock)' if self.get_parameter('use_sim_time').value else 'ROS time'
         self.get_logger().info(
@@ -245,6 +250,23 @@ class PerceptionNode(Node):
                 self.get_logger().error(f'{topic}: publish failed: {exc}')
             else:
                 self.pipeline.stats.count('dropped', 'shutdown')
+
+    def _flush(self, request, response):
+        """~/flush: cut every frame still waiting for events, publish every queued window.
+
+        For the end of an input (a replayed bag): nothing more will come, so nothing should
+        wait. Answers once all is published, or after FLUSH_TIMEOUT_S (success false).
+        """
+        response.success = self.pipeline.flush(timeout=FLUSH_TIMEOUT_S)
+        snap = self.pipeline.snapshot()
+        response.message = (f'{snap["windows"]} windows, {sum(snap["outputs"].values())} '
+                            f'outputs published, {snap["queue"]} windows waiting')
+        if response.success:
+            self.get_logger().info(f'flushed: {response.message}')
+        else:
+            self.get_logger().warning(f'flush timed out after {FLUSH_TIMEOUT_S:g} s: '
+                                      f'{response.message}')
+        return response
 
     # -- diagnostics --------------------------------------------------------------------
     def _diagnostics(self):

@@ -5,9 +5,10 @@
 Starts perception.launch.py with use_sim_time true, then, once the node logs that it is
 ready (a first TensorRT engine build can take minutes), `ros2 bag play BAG --clock`. Its
 outputs and /diagnostics go to `ros2 bag record -o OUT`, on the bag's clock. When the bag
-has played, the launch waits `linger` seconds for the last windows and shuts everything
-down (the recorder closes its bag on the way), as it does when the node exits. ROS 1
-bags: use `gep` on a workstation, or convert them (rosbags-convert) first.
+has played, the node's `~/flush` service cuts the windows of frames still waiting for events
+and answers once every window is published; then, or after `linger` seconds at most, the
+launch shuts everything down (the recorder closes its bag on the way), as it does when the
+node exits. ROS 1 bags: use `gep` on a workstation, or convert them (rosbags-convert) first.
 """
 
 import os
@@ -18,6 +19,7 @@ from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess,
 from launch.event_handlers import OnProcessExit, OnProcessIO
 from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitution import Substitution
 from launch.substitutions import LaunchConfiguration
 
 # What the recorder keeps: every camera's outputs, and the node's diagnostics.
@@ -26,6 +28,15 @@ OUTPUTS = '^(/diagnostics|.*/(depth/image|depth/points|segmentation/labels|segme
 READY = (b']: ready: ', b' backend on ')
 PASS_THROUGH = ('params_file', 'weights', 'backend', 'namespace', 'events_topic',
                 'events_type', 'image_topic', 'camera_info_topic')
+NODE = 'perception_node'  # its name in perception.launch.py
+
+
+class FlushService(Substitution):
+    """The node's ~/flush service, in the `namespace` given to the launch."""
+
+    def perform(self, context):
+        namespace = LaunchConfiguration('namespace').perform(context).strip('/')
+        return '/'.join(['', namespace, NODE, 'flush'] if namespace else ['', NODE, 'flush'])
 
 
 def generate_launch_description():
@@ -34,6 +45,8 @@ def generate_launch_description():
                                '--clock'], output='screen')
     record = ExecuteProcess(cmd=['ros2', 'bag', 'record', '-o', arg('output'),
                                  '--use-sim-time', '-e', OUTPUTS], output='screen')
+    flush = ExecuteProcess(cmd=['ros2', 'service', 'call', FlushService(),
+                                'std_srvs/srv/Trigger'], output='screen')
     started = []
 
     def on_output(event):
@@ -54,8 +67,9 @@ def generate_launch_description():
         DeclareLaunchArgument('output', description='bag folder to record the outputs to '
                                                     '(must not exist yet)'),
         DeclareLaunchArgument('rate', default_value='1.0', description='playback rate'),
-        DeclareLaunchArgument('linger', default_value='3.0',
-                              description='seconds to wait after the bag ends'),
+        DeclareLaunchArgument('linger', default_value='60.0',
+                              description='most seconds to wait after the bag ends for the '
+                                          'node to publish its last windows'),
         *[DeclareLaunchArgument(name, default_value='',
                                 description='passed to perception.launch.py; empty: as in '
                                             'the parameter file')
@@ -63,10 +77,13 @@ def generate_launch_description():
         record,
         perception,
         RegisterEventHandler(OnProcessIO(on_stdout=on_output, on_stderr=on_output)),
-        RegisterEventHandler(OnProcessExit(target_action=play, on_exit=[TimerAction(
-            period=arg('linger'), actions=[EmitEvent(event=Shutdown(reason='bag played'))])])),
+        RegisterEventHandler(OnProcessExit(target_action=play, on_exit=[flush, TimerAction(
+            period=arg('linger'), actions=[EmitEvent(event=Shutdown(
+                reason='bag played; the node did not finish within linger'))])])),
+        RegisterEventHandler(OnProcessExit(target_action=flush, on_exit=[EmitEvent(
+            event=Shutdown(reason='bag played and the node finished'))])),
         # The node gone (a bad parameter, a crash): nothing left to record.
         RegisterEventHandler(OnProcessExit(
-            target_action=lambda action: action is not play and action is not record,
+            target_action=lambda action: action not in (play, record, flush),
             on_exit=[EmitEvent(event=Shutdown(reason='perception node exited'))])),
     ])

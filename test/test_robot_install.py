@@ -22,11 +22,13 @@ REQUIREMENTS = REPO / 'requirements-robot.txt'
 # Checked by hand against ros/rosdistro (rosdep/python.yaml, rosdep/base.yaml,
 # humble/distribution.yaml, jazzy/distribution.yaml; commit 8468e88 of August 2026): each key is
 # a released package of both distributions or a rosdep rule for both jammy and noble.
+# std_srvs (common_interfaces) and ros2service (ros2cli) are released in both, as
+# ros-<distro>-std-srvs and ros-<distro>-ros2service.
 # dvs_msgs is in neither (its ROS 2 port is built from source), and must not appear.
 ROSDEP_KEYS = {
     'rclpy', 'rcl_interfaces', 'std_msgs', 'sensor_msgs', 'builtin_interfaces',
-    'diagnostic_msgs', 'event_camera_msgs', 'launch', 'launch_ros', 'ros2bag',
-    'rosbag2_storage_default_plugins', 'rosbag2_storage_mcap', 'python3-numpy',
+    'diagnostic_msgs', 'std_srvs', 'event_camera_msgs', 'launch', 'launch_ros', 'ros2bag',
+    'ros2service', 'rosbag2_storage_default_plugins', 'rosbag2_storage_mcap', 'python3-numpy',
     'python3-opencv', 'python3-yaml', 'python3-dev', 'ament_flake8', 'python3-pytest',
     'rosgraph_msgs', 'sensor_msgs_py'}
 # name: (python, platform, what apt brings that pip must keep). Humble's numpy 1.21.5 is below
@@ -50,8 +52,9 @@ def test_package_xml_keys_resolve_on_humble_and_jazzy():
             if e.tag.endswith('depend')}
     assert 'dvs_msgs' not in deps and 'cv_bridge' not in deps
     assert deps <= ROSDEP_KEYS, deps - ROSDEP_KEYS
-    # replay.launch.py runs `ros2 bag play` and `ros2 bag record`, mcap bags included.
-    assert {'ros2bag', 'rosbag2_storage_mcap'} <= deps
+    # replay.launch.py runs `ros2 bag play` and `ros2 bag record`, mcap bags included, and
+    # `ros2 service call` of the node's std_srvs/Trigger ~/flush.
+    assert {'ros2bag', 'rosbag2_storage_mcap', 'ros2service', 'std_srvs'} <= deps
 
 
 def test_robot_requirements_name_only_what_the_node_needs():

@@ -79,7 +79,12 @@ def main(plan_path, result_path):
         clock = node.create_publisher(msg_class('rosgraph_msgs/msg/Clock'), '/clock', reliable)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+    spinner = threading.Thread(target=spin)
     spinner.start()
 
     result = {'received': received, 'diagnostics': diagnostics, 'played': 0}
@@ -114,6 +119,11 @@ def main(plan_path, result_path):
                 if diagnostics:
                     print('last diagnostics:', diagnostics[-1], flush=True)
         time.sleep(plan.get('linger', 1.5))  # a last diagnostics tick, and any extra output
+    # The spin thread leaves rclpy before the executor and the context go: one still
+    # waiting inside it at exit aborts the process ('terminate called without an active
+    # exception').
+    stop.set()
+    spinner.join()
     executor.shutdown()
     with lock:
         with open(result_path, 'wb') as f:

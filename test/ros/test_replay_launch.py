@@ -4,8 +4,8 @@ Its arguments are checked through `ros2 launch --show-args` and a missing `bag`.
 whole launch runs with `ros2 bag play|record` done by rosbag2_shim/ros2 (this project's
 player over real DDS, and a small recorder), so what is real is the launch file's logic and
 the node: the recorder starts with the output pattern, the bag plays only once the node is
-ready, with /clock, the node runs on sim time and answers, and the launch ends by itself
-`linger` seconds after the bag.
+ready, with /clock, the node runs on sim time and answers, and after the bag the node's
+~/flush publishes its last windows, then the launch ends by itself.
 """
 
 import json
@@ -47,13 +47,19 @@ def test_replay_plays_after_ready_on_sim_time_records_outputs_and_ends(
            'GEP_REAL_ROS2': shutil.which('ros2', path=ros.env['PATH']),
            'GEP_SHIM_WAIT_FOR': '/dvs/events,/dvs/image_raw'}
     proc = procs(['ros2', 'launch', 'gep_ros', 'replay.launch.py', f'bag:={street}',
-                  f'output:={tmp_path}/out', f'params_file:={config}', 'linger:=2.0'],
+                  f'output:={tmp_path}/out', f'params_file:={config}', 'linger:=100.0',
+                  'namespace:=robot1'],
                  'replay', env=env)
     assert proc.popen.wait(180) == 0, proc.text()[-4000:]
     log = proc.text()
     ready = re.search(r'\]: ready: .*sim time \(/clock\)', log)
     played = log.find('shim: play started')
     assert ready and played > ready.end(), log[-4000:]  # the bag waits for the node
+    # The node, however slow, published every window before the launch ended: on the flush
+    # (found in the node's namespace), not on linger.
+    flushed = re.search(r'\[robot1\.perception_node\]: flushed: (\d+) windows', log)
+    assert flushed and log.find('stopped: ') > flushed.end(), log[-4000:]
+    assert re.search(r"Trigger_Response\(success=True, message='\d+ windows", log), log[-4000:]
     assert re.search(r'\[perception_node-\d\]: process has finished cleanly', log)
     record = json.loads((shim_log / 'record.json').read_text())
     assert record['argv'][:3] == ['-o', f'{tmp_path}/out', '--use-sim-time']
