@@ -479,10 +479,12 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
 #if HAVE_X86_TARGETS
 /*
  * The wide blocks: 32 words a step in one AVX-512 register of 16-bit lanes, for the same
- * words as the 63-word blocks. Each lane finds the last ADDR_Y, TIME_LOW and TIME_HIGH at or
- * before it as a running maximum of those words' lane numbers (bytes: five steps of a
- * permute and a max, the row's and TIME_LOW's in one register), then takes their values by
- * one permute each; lanes before a block's first take the carried values. The events inside
+ * words as the 63-word blocks. Each lane finds the last TIME_LOW and TIME_HIGH at or before
+ * it as a running maximum of those words' lane numbers (bytes: five steps of a permute and a
+ * max, both in one register), then takes their values by one permute each; lanes before a
+ * block's first take the carried values. Its row is the word before it where every ADDR_X
+ * of the block follows its ADDR_Y, as in real recordings without vectors; otherwise the row
+ * takes a running maximum of its own. The events inside
  * the sensor are compressed to the front and written eight records per two stores. The
  * carried values meet a block only at that last step, so consecutive blocks overlap in the
  * pipeline.
@@ -508,21 +510,20 @@ WIDE_TARGET static inline uint16_t last_lane(__m512i v)
 }
 
 /* Write the first n (at least 1) of eight events: their x with polarity (bit 11), row, and
- * the two 12-bit halves of their clock as 16-bit lanes; `above` is added to the clock. */
+ * the two 12-bit halves of their clock as 16-bit lanes; `above` (ns) is added to the time. */
 WIDE_TARGET static inline void put_events8(event_t *out, __m128i xp, __m128i row, __m128i low,
                                            __m128i high, __m512i above, int n)
 {
     const __m512i first = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
     const __m512i second = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
     const __m512i x64 = _mm512_cvtepu16_epi64(xp);
-    const __m512i us = _mm512_add_epi64(
-        _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu16_epi64(high), 12),
-                        _mm512_cvtepu16_epi64(low)), above);
+    const __m512i us = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu16_epi64(high), 12),
+                                       _mm512_cvtepu16_epi64(low));
     const __m512i rest = _mm512_or_si512(
         _mm512_or_si512(_mm512_and_si512(x64, _mm512_set1_epi64(0x7FF)),
                         _mm512_slli_epi64(_mm512_cvtepu16_epi64(row), 16)),
         _mm512_slli_epi64(_mm512_srli_epi64(x64, 11), 32));
-    __m512i t = _mm512_mullo_epi64(us, _mm512_set1_epi64(NS_PER_US));
+    __m512i t = _mm512_add_epi64(_mm512_mul_epu32(us, _mm512_set1_epi64(NS_PER_US)), above);
     __m512i a = _mm512_permutex2var_epi64(t, first, rest);
     __m512i b = _mm512_permutex2var_epi64(t, second, rest);
     if (n >= 8) {
@@ -548,7 +549,7 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
     const int every_row = c->height > 0xFFFF;
     const __m512i height = _mm512_set1_epi16((short)(every_row ? 0 : c->height));
     const __m512i m11 = _mm512_set1_epi16(0x7FF), m12 = _mm512_set1_epi16(0xFFF);
-    const __m512i above64 = _mm512_set1_epi64((long long)above);
+    const __m512i above_ns = _mm512_set1_epi64((long long)(above * NS_PER_US));
     event_t *const ev = c->ev;
     trigger_t *const tr = c->tr;
     Py_ssize_t ne = c->ne, nt = c->nt;
@@ -589,26 +590,34 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
         if ((is_y | is_x | is_low | is_high | is_trigger | quiet) != 0xFFFFFFFFu)
             break;
         const __m512i v12 = _mm512_and_si512(w, m12);
-        /* Index of the last ADDR_Y / TIME_LOW (bytes 0..31 / 32..63) and TIME_HIGH at or
-         * before each lane: a running maximum of the lane numbers of those words. */
-        const uint64_t both = (uint64_t)is_y | (uint64_t)is_low << 32;
+        /* Index of the last TIME_LOW / TIME_HIGH (bytes 0..31 / 32..63) at or before each
+         * lane: a running maximum of the lane numbers of those words. */
+        const uint64_t both = (uint64_t)is_low | (uint64_t)is_high << 32;
         __m512i at = _mm512_maskz_mov_epi8(both, lane_bytes);
-        __m256i at_hi = _mm256_maskz_mov_epi8(is_high, _mm512_castsi512_si256(lane_bytes));
-        for (int s = 0; s < 5; s++) {
+        for (int s = 0; s < 5; s++)
             at = _mm512_max_epu8(at, _mm512_maskz_permutexvar_epi8(inside64[s], back[s], at));
-            at_hi = _mm256_max_epu8(at_hi, _mm256_maskz_permutexvar_epi8(
-                inside32[s], _mm512_castsi512_si256(back[s]), at_hi));
-        }
-        const uint32_t has_row = is_y ? (uint32_t)-(is_y & -is_y) : 0;
         const uint32_t has_lo = is_low ? (uint32_t)-(is_low & -is_low) : 0;
         const uint32_t has_hi = is_high ? (uint32_t)-(is_high & -is_high) : 0;
-        __m512i row = _mm512_permutexvar_epi16(
-            _mm512_cvtepu8_epi16(_mm512_castsi512_si256(at)), _mm512_and_si512(w, m11));
+        const __m512i w11 = _mm512_and_si512(w, m11);
+        __m512i row;
+        if (!(is_x & ~(is_y << 1 | 1u))) {
+            /* Every event's row is the word before it (or the carried row): one step. */
+            row = _mm512_mask_permutexvar_epi16(_mm512_set1_epi16((short)y), ~1u, previous, w11);
+        } else {
+            __m256i at_y = _mm256_maskz_mov_epi8(is_y, _mm512_castsi512_si256(lane_bytes));
+            for (int s = 0; s < 5; s++)
+                at_y = _mm256_max_epu8(at_y, _mm256_maskz_permutexvar_epi8(
+                    inside32[s], _mm512_castsi512_si256(back[s]), at_y));
+            const uint32_t has_row = is_y ? (uint32_t)-(is_y & -is_y) : 0;
+            row = _mm512_mask_mov_epi16(_mm512_set1_epi16((short)y), has_row,
+                                        _mm512_permutexvar_epi16(_mm512_cvtepu8_epi16(at_y),
+                                                                 w11));
+        }
         __m512i lo = _mm512_permutexvar_epi16(
+            _mm512_cvtepu8_epi16(_mm512_castsi512_si256(at)), v12);
+        __m512i hi = _mm512_permutexvar_epi16(
             _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(at, 1)), v12);
-        __m512i hi = _mm512_permutexvar_epi16(_mm512_cvtepu8_epi16(at_hi), v12);
         const __m512i high_in = _mm512_set1_epi16((short)high);
-        row = _mm512_mask_mov_epi16(_mm512_set1_epi16((short)y), has_row, row);
         lo = _mm512_mask_mov_epi16(_mm512_set1_epi16((short)low), has_lo, lo);
         hi = _mm512_mask_mov_epi16(high_in, has_hi, hi);
         if (is_high) {
@@ -632,7 +641,7 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
             if (n > 8 * (g))                                                               \
                 put_events8(ev + ne + 8 * (g), _mm512_extracti32x4_epi32(xp, g),          \
                             _mm512_extracti32x4_epi32(ys, g), _mm512_extracti32x4_epi32(los, g), \
-                            _mm512_extracti32x4_epi32(his, g), above64, n - 8 * (g))
+                            _mm512_extracti32x4_epi32(his, g), above_ns, n - 8 * (g))
             EVENTS_GROUP(0);
             EVENTS_GROUP(1);
             EVENTS_GROUP(2);
@@ -653,7 +662,8 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
                 memset(out->pad, 0, sizeof out->pad);
             }
         }
-        y = last_lane(row);
+        if (is_y)
+            y = (uint16_t)(words[i + 31 - __builtin_clz(is_y)] & 0x7FFu);
         low = last_lane(lo);
         high = last_lane(hi);
         i += WIDE;
