@@ -8,6 +8,7 @@ offsets; on the real recordings one packet at a time and batched, and on generat
 streams rich in the groups that the kernel's fast path takes.
 """
 
+from dataclasses import fields, make_dataclass
 from pathlib import Path
 import subprocess
 import sys
@@ -20,8 +21,8 @@ from test_event_packet import _raw, EVPY_1, EVPY_2, EVT3_TRIGGER
 
 from gep_ros.wire import evt3, evt3_numpy, libcaer
 from gep_ros.wire.cdr import WireError
-from gep_ros.wire.event_packet import (decode_event_packet, encode_event_packet,
-                                       EventPacketDecoder)
+from gep_ros.wire.event_packet import (decode_event_packet, DecodedPacket,
+                                       encode_event_packet, EventPacketDecoder)
 from gep_ros.wire.events import EVENT_DTYPE
 from gep_ros.wire.kernels import kernels
 from gep_ros.wire.std import Header
@@ -297,6 +298,29 @@ def test_one_call_path_equals_the_general_path(bags_dir, typestore, data, blocks
         except WireError:
             parsed.append(raw)  # the general path raises for it too
     _same_packets(via_kernel, _decode_each(general, parsed))
+
+
+def test_record_classes_without_slots_get_their_fields_by_name(bags_dir, typestore):
+    # The kernel stores DecodedPacket's and Header's fields straight into their slots; the
+    # fields of classes without slots are set by name. Both build the same packets.
+    raws = _raw(str(bags_dir / EVT3_TRIGGER), typestore)[:8]
+    want = _decode_each(EventPacketDecoder(), raws)
+    plain = make_dataclass('Plain', [f.name for f in fields(DecodedPacket)])
+    plain_header = make_dataclass('PlainHeader', [f.name for f in fields(Header)], frozen=True)
+    kernels.setup_packets(plain, plain_header)
+    try:
+        got = _decode_each(EventPacketDecoder(), raws)
+    finally:
+        kernels.setup_packets(DecodedPacket, Header)
+    assert [type(p) for p in got] == [plain] * len(raws)
+    assert all(type(p.header) is plain_header for p in got)
+    for g, w in zip(got, want):
+        assert (g.header.stamp_ns, g.header.frame_id) == (w.header.stamp_ns, w.header.frame_id)
+        for name in ('height', 'width', 'seq', 'time_base', 'encoding', 'first_sensor_time_ns',
+                     'consumed', 'next_time_ns', 'done'):
+            assert getattr(g, name) == getattr(w, name), name
+        assert np.array_equal(g.events, w.events) and np.array_equal(g.triggers, w.triggers)
+    assert type(EventPacketDecoder().decode(raws[0])) is DecodedPacket  # set back
 
 
 def _vector_packet(seq, rows):

@@ -21,6 +21,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>  /* PyMemberDef (in Python.h itself from 3.12) */
 
 #include <stdint.h>
 #include <string.h>
@@ -1284,11 +1285,46 @@ static const char *const HEADER_FIELDS[] = {"stamp_ns", "frame_id"};
 #define N_HEADER_FIELDS 2
 static PyObject *packet_type, *header_type;
 static PyObject *packet_names[N_PACKET_FIELDS], *header_names[N_HEADER_FIELDS];
+/* Where each field's slot lies in an instance, or -1 (then it is set by name). */
+static Py_ssize_t packet_offsets[N_PACKET_FIELDS], header_offsets[N_HEADER_FIELDS];
+
+#ifndef Py_T_OBJECT_EX  /* the names before Python 3.12 */
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_READONLY READONLY
+#endif
+
+/* The offsets of the __slots__ fields names of type; -1 for a field that is not a plain
+ * writable object slot of the type's own layout. 0, or -1 with an exception. */
+static int slot_offsets(PyObject *type, PyObject *const *names, Py_ssize_t *offsets,
+                        int count)
+{
+    for (int k = 0; k < count; k++) {
+        offsets[k] = -1;
+        PyObject *descr = PyObject_GetAttr(type, names[k]);
+        if (descr == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return -1;
+            PyErr_Clear();  /* an instance attribute: set by name */
+            continue;
+        }
+        if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            const PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+            if (member->type == Py_T_OBJECT_EX && !(member->flags & Py_READONLY)
+                && member->offset > 0
+                && member->offset + (Py_ssize_t)sizeof(PyObject *)
+                   <= ((PyTypeObject *)type)->tp_basicsize)
+                offsets[k] = member->offset;
+        }
+        Py_DECREF(descr);
+    }
+    return 0;
+}
 
 /* An instance of type with its fields set to values (stolen, NULL allowed after a failure);
- * NULL with an exception. */
-static PyObject *new_record(PyObject *type, PyObject *const *names, PyObject **values,
-                            int count)
+ * NULL with an exception. A field with an offset is stored into its slot, as its member
+ * descriptor would store it; the instance is new, so the slot is empty. */
+static PyObject *new_record(PyObject *type, PyObject *const *names, const Py_ssize_t *offsets,
+                            PyObject **values, int count)
 {
     PyObject *obj = NULL;
     for (int k = 0; k < count; k++)
@@ -1300,7 +1336,11 @@ static PyObject *new_record(PyObject *type, PyObject *const *names, PyObject **v
     obj = ((PyTypeObject *)type)->tp_new((PyTypeObject *)type, no_args, NULL);
     Py_DECREF(no_args);
     for (int k = 0; obj != NULL && k < count; k++) {
-        if (PyObject_GenericSetAttr(obj, names[k], values[k]) < 0)
+        if (offsets[k] > 0) {
+            PyObject **slot = (PyObject **)((char *)obj + offsets[k]);
+            Py_XSETREF(*slot, values[k]);
+            values[k] = NULL;  /* stolen by the slot */
+        } else if (PyObject_GenericSetAttr(obj, names[k], values[k]) < 0)
             Py_CLEAR(obj);
     }
 out:
@@ -1457,12 +1497,14 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
     Py_INCREF(Py_None);
     Py_INCREF(Py_True);
     PyObject *packet_values[N_PACKET_FIELDS] = {
-        new_record(header_type, header_names, header_values, N_HEADER_FIELDS),
+        new_record(header_type, header_names, header_offsets, header_values,
+                   N_HEADER_FIELDS),
         PyLong_FromUnsignedLong(f.height), PyLong_FromUnsignedLong(f.width),
         PyLong_FromUnsignedLongLong(f.seq), PyLong_FromUnsignedLongLong(f.time_base),
         evt3_name, pool_take(pool, 0, ev_used, c.ne), triggers, first,
         PyLong_FromSsize_t(f.events_len), Py_None, Py_True};
-    result = new_record(packet_type, packet_names, packet_values, N_PACKET_FIELDS);
+    result = new_record(packet_type, packet_names, packet_offsets, packet_values,
+                        N_PACKET_FIELDS);
     goto out;
 none:
     result = Py_None;
@@ -1493,6 +1535,9 @@ static PyObject *setup_packets(PyObject *self, PyObject *const *args, Py_ssize_t
         if (header_names[k] == NULL
             && (header_names[k] = PyUnicode_InternFromString(HEADER_FIELDS[k])) == NULL)
             return NULL;
+    if (slot_offsets(args[0], packet_names, packet_offsets, N_PACKET_FIELDS) < 0
+        || slot_offsets(args[1], header_names, header_offsets, N_HEADER_FIELDS) < 0)
+        return NULL;
     PyObject **const slots[2] = {&packet_type, &header_type};
     hold(slots, args, 2);
     Py_RETURN_NONE;
