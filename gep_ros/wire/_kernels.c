@@ -496,6 +496,23 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
 
 static int use_wide;  /* set at import where the CPU has the instructions */
 
+/* The wide blocks' lane tables, filled at import (wide_tables). back_from[s]: byte k takes
+ * byte k - 2^s of its 32-byte half (itself where there is none, then masked); previous_from:
+ * 16-bit lane k takes lane k - 1; lane_from: byte k holds k % 32. */
+static uint8_t back_from[5][64], lane_from[64];
+static uint16_t previous_from[WIDE];
+
+static void wide_tables(void)
+{
+    for (int s = 0; s < 5; s++)
+        for (int k = 0; k < 64; k++)
+            back_from[s][k] = (uint8_t)((k % 32) >= (1 << s) ? k - (1 << s) : k);
+    for (int k = 0; k < 64; k++)
+        lane_from[k] = (uint8_t)(k % 32);
+    for (int k = 0; k < WIDE; k++)
+        previous_from[k] = (uint16_t)(k ? k - 1 : 0);
+}
+
 static int wide_cpu(void)
 {
     __builtin_cpu_init();
@@ -540,6 +557,8 @@ WIDE_TARGET static inline void put_events8(event_t *out, __m128i xp, __m128i row
 WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *words,
                                                  Py_ssize_t i, Py_ssize_t end)
 {
+    if (end - i < WIDE || c->ev_cap - c->ne < WIDE)
+        return i;  /* no whole block, or no room for one */
     if (c->low < 0 || c->low > 0xFFF)
         return i;  /* a state from elsewhere: its clock does not fit the lanes */
     uint16_t y = (uint16_t)c->y, low = (uint16_t)c->low;
@@ -554,29 +573,17 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
     event_t *const ev = c->ev;
     trigger_t *const tr = c->tr;
     Py_ssize_t ne = c->ne, nt = c->nt;
-    /* Byte k of back[s] takes byte k - 2^s of its 32-byte half (masked where there is none);
-     * previous: 16-bit lane k takes lane k - 1. */
-    __m512i back[5], previous;
+    /* The lane tables (see back_from), and where each step has a byte to take. */
+    __m512i back[5];
     __mmask64 inside64[5];
     __mmask32 inside32[5];
     for (int s = 0; s < 5; s++) {
-        uint8_t from[64];
-        for (int k = 0; k < 64; k++)
-            from[k] = (uint8_t)((k % 32) >= (1 << s) ? k - (1 << s) : k);
-        back[s] = _mm512_loadu_si512((const void *)from);
+        back[s] = _mm512_loadu_si512((const void *)back_from[s]);
         inside32[s] = (__mmask32)(~0u << (1 << s));
         inside64[s] = (__mmask64)inside32[s] | (__mmask64)inside32[s] << 32;
     }
-    {
-        uint16_t from[WIDE];
-        for (int k = 0; k < WIDE; k++)
-            from[k] = (uint16_t)(k ? k - 1 : 0);
-        previous = _mm512_loadu_si512((const void *)from);
-    }
-    uint8_t lanes8[64];
-    for (int k = 0; k < 64; k++)
-        lanes8[k] = (uint8_t)(k % 32);
-    const __m512i lane_bytes = _mm512_loadu_si512((const void *)lanes8);
+    const __m512i previous = _mm512_loadu_si512((const void *)previous_from);
+    const __m512i lane_bytes = _mm512_loadu_si512((const void *)lane_from);
     while (end - i >= WIDE && c->ev_cap - ne >= WIDE) {
         const __m512i w = _mm512_loadu_si512((const void *)(words + i));
         const __m512i code = _mm512_srli_epi16(w, 12);
@@ -1911,6 +1918,7 @@ PyMODINIT_FUNC PyInit__kernels(void)
         return NULL;
     }
 #if HAVE_X86_TARGETS
+    wide_tables();
     use_wide = wide_cpu();
     use_avx2 = __builtin_cpu_supports("avx2");
 #endif
