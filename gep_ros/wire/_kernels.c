@@ -1408,6 +1408,42 @@ static int stream_load(stream_state *s, PyObject *states, unsigned int width,
     return 0;
 }
 
+/* The frame id, width and height of the last packet decoded, handed out again while the
+ * next packets repeat them (a stream's do): each would otherwise be a new object a packet. */
+static PyObject *last_frame_id, *last_width, *last_height;
+
+/* The str of frame id bytes (UTF-8), the last one when they are the same; 0, -1 for bad
+ * UTF-8 (no exception), -2 with an exception. */
+static int frame_id_str(const uint8_t *bytes, Py_ssize_t n, PyObject **out)
+{
+    if (last_frame_id != NULL && PyUnicode_IS_ASCII(last_frame_id)
+        && PyUnicode_GET_LENGTH(last_frame_id) == n
+        && memcmp(PyUnicode_DATA(last_frame_id), bytes, (size_t)n) == 0) {
+        Py_INCREF(last_frame_id);
+        *out = last_frame_id;
+        return 0;
+    }
+    int status = utf8(bytes, n, out);
+    if (status == 0) {
+        Py_INCREF(*out);
+        Py_XSETREF(last_frame_id, *out);
+    }
+    return status;
+}
+
+/* A new reference to the int v, the cached one when it has that value. */
+static PyObject *size_int(PyObject **cached, unsigned long v)
+{
+    if (*cached == NULL || PyLong_AsUnsignedLong(*cached) != v) {
+        PyObject *obj = PyLong_FromUnsignedLong(v);
+        if (obj == NULL)
+            return NULL;
+        Py_XSETREF(*cached, obj);
+    }
+    Py_INCREF(*cached);
+    return *cached;
+}
+
 /*
  * One serialized evt3 packet (see evt3_packet) from the state in s (loaded here from states
  * when it holds another stream): a new DecodedPacket, with its state left in s; Py_None
@@ -1427,7 +1463,7 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
     if (parse_event_packet(b, view.len, &f) != 0 || f.encoding_len != 4
         || memcmp(b + f.encoding_start, "evt3", 4) != 0 || f.events_len % 2)
         goto none;
-    int status = utf8(b + f.id_start, f.id_len, &frame_id);
+    int status = frame_id_str(b + f.id_start, f.id_len, &frame_id);
     if (status != 0) {
         if (status == -2)
             goto out;
@@ -1506,7 +1542,7 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
     PyObject *packet_values[N_PACKET_FIELDS] = {
         new_record(header_type, header_names, header_offsets, header_values,
                    N_HEADER_FIELDS),
-        PyLong_FromUnsignedLong(f.height), PyLong_FromUnsignedLong(f.width),
+        size_int(&last_height, f.height), size_int(&last_width, f.width),
         PyLong_FromUnsignedLongLong(f.seq), PyLong_FromUnsignedLongLong(f.time_base),
         evt3_name, pool_take(pool, 0, ev_used, c.ne), triggers, first,
         PyLong_FromSsize_t(f.events_len), Py_None, Py_True};
