@@ -485,10 +485,9 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
  * max, both in one register), then takes their values by one permute each; lanes before a
  * block's first take the carried values. Its row is the word before it where every ADDR_X
  * of the block follows its ADDR_Y, as in real recordings without vectors; otherwise the row
- * takes a running maximum of its own. The events inside
- * the sensor are compressed to the front and written eight records per two stores. The
- * carried values meet a block only at that last step, so consecutive blocks overlap in the
- * pipeline.
+ * takes a running maximum of its own. The events inside the sensor are compressed to the
+ * front and written eight records per two stores. The carried values meet a block only at
+ * that last step, so consecutive blocks overlap in the pipeline.
  */
 #define WIDE 32
 #define WIDE_TARGET \
@@ -1578,9 +1577,12 @@ static PyObject *setup_packets(PyObject *self, PyObject *const *args, Py_ssize_t
         if (header_names[k] == NULL
             && (header_names[k] = PyUnicode_InternFromString(HEADER_FIELDS[k])) == NULL)
             return NULL;
-    if (slot_offsets(args[0], packet_names, packet_offsets, N_PACKET_FIELDS) < 0
-        || slot_offsets(args[1], header_names, header_offsets, N_HEADER_FIELDS) < 0)
-        return NULL;
+    Py_ssize_t packet_at[N_PACKET_FIELDS], header_at[N_HEADER_FIELDS];
+    if (slot_offsets(args[0], packet_names, packet_at, N_PACKET_FIELDS) < 0
+        || slot_offsets(args[1], header_names, header_at, N_HEADER_FIELDS) < 0)
+        return NULL;  /* the classes and offsets in use stay as they were */
+    memcpy(packet_offsets, packet_at, sizeof packet_at);
+    memcpy(header_offsets, header_at, sizeof header_at);
     PyObject **const slots[2] = {&packet_type, &header_type};
     hold(slots, args, 2);
     Py_RETURN_NONE;
