@@ -661,3 +661,31 @@ def test_polarity_kernels_refuse_what_would_overrun():
     p = np.zeros(2, np.uint8)
     with pytest.raises(ValueError, match='outside the counts'):
         kernels.polarity_counts(x, y, p, 3, 6, counts, np.empty(2, np.int32))
+    for at, value in ((3, 9), (6 + 5, -1)):  # plane 6: one step of four and a tail of two
+        bad = np.zeros(2 * 6, np.int32)
+        bad[at] = value
+        with pytest.raises(ValueError, match='at or above bins'):
+            kernels.pixel_histogram(bad, 9, np.zeros(2 * 9, np.int64))
+    with pytest.raises(ValueError, match='mismatched'):
+        kernels.pixel_histogram(np.zeros(12, np.int32), 9, np.zeros(9, np.int64))
+
+
+@pytest.mark.parametrize('height, width, n', [(12, 16, 40), (12, 16, 3000), (5, 7, 300)])
+def test_pixel_and_event_histograms_of_the_counts_agree(height, width, n):
+    # Dense windows take the counts' histogram over the pixels, sparse ones over the events'
+    # own counts (polarity_rgb.PIXEL_PASS_ABOVE): the same histogram, planes of any length.
+    from gep_model.events.kernels import kernels
+    rng = np.random.default_rng(n)
+    plane = height * width
+    x, y = rng.integers(0, width, n), rng.integers(0, height, n)
+    p = rng.integers(0, 2, n).astype(np.uint8)
+    counts, index = np.empty(2 * plane, np.int32), np.empty(n, np.int32)
+    bins = kernels.polarity_counts(x, y, p, width, plane, counts, index) + 1
+    seen = np.zeros(2 * bins, np.int64)
+    kernels.count_histogram(index, p, counts, bins, seen)
+    by_events = seen.reshape(2, bins) // np.maximum(np.arange(bins), 1)
+    by_pixels = np.zeros(2 * bins, np.int64)
+    kernels.pixel_histogram(counts, bins, by_pixels)
+    by_pixels = by_pixels.reshape(2, bins)
+    assert by_pixels[:, 0].sum() == 2 * plane - np.count_nonzero(counts)
+    assert np.array_equal(by_pixels[:, 1:], by_events[:, 1:]) and not by_events[:, 0].any()

@@ -25,7 +25,7 @@
 #endif
 
 /* Bumped whenever an argument list or a result changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 3
+#define INTERFACE_VERSION 4
 
 typedef struct {
     Py_buffer view;
@@ -60,8 +60,8 @@ PyDoc_STRVAR(polarity_counts_doc,
 "polarity_counts(x, y, p, width, plane, counts, index) -> max_count\n\n"
 "Count events per (polarity, pixel): x and y int64, p uint8 (0 OFF, 1 ON), all N long and\n"
 "on the sensor; counts an int32 buffer of 2 * plane (plane = height * width), zeroed here.\n"
-"Event i counts at p * plane + y * width + x, which is also written to `index` (int32, N).\n"
-"Returns the largest count.");
+"Event i counts at p * plane + y * width + x, which is also written to `index` (int32, N;\n"
+"None: not written). Returns the largest count.");
 
 static PyObject *polarity_counts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -80,17 +80,18 @@ static PyObject *polarity_counts(PyObject *self, PyObject *const *args, Py_ssize
     if (get_buffer(args[0], &b[0], 0, 8, "x") < 0 || get_buffer(args[1], &b[1], 0, 8, "y") < 0
         || get_buffer(args[2], &b[2], 0, 1, "p") < 0
         || get_buffer(args[5], &b[3], 1, 4, "counts") < 0
-        || get_buffer(args[6], &b[4], 1, 4, "index") < 0)
+        || (args[6] != Py_None && get_buffer(args[6], &b[4], 1, 4, "index") < 0))
         goto done;
     const Py_ssize_t n = b[0].view.len / 8;
-    if (b[1].view.len / 8 != n || b[2].view.len != n || b[4].view.len / 4 != n
+    if (b[1].view.len / 8 != n || b[2].view.len != n || (b[4].held && b[4].view.len / 4 != n)
         || b[3].view.len / 4 != 2 * plane || plane > INT32_MAX / 2 || width < 1) {
         PyErr_SetString(PyExc_ValueError, "polarity_counts: mismatched lengths");
         goto done;
     }
     const int64_t *x = (const int64_t *)b[0].view.buf, *y = (const int64_t *)b[1].view.buf;
     const uint8_t *p = (const uint8_t *)b[2].view.buf;
-    int32_t *counts = (int32_t *)b[3].view.buf, *index = (int32_t *)b[4].view.buf;
+    int32_t *counts = (int32_t *)b[3].view.buf;
+    int32_t *index = b[4].held ? (int32_t *)b[4].view.buf : NULL;
     int32_t most = 0;
     int bad = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -103,7 +104,8 @@ static PyObject *polarity_counts(PyObject *self, PyObject *const *args, Py_ssize
         }
         const int32_t c = ++counts[at];
         most = c > most ? c : most;
-        index[i] = (int32_t)at;
+        if (index != NULL)
+            index[i] = (int32_t)at;
     }
     Py_END_ALLOW_THREADS
     if (bad)
@@ -120,8 +122,8 @@ PyDoc_STRVAR(record_counts_doc,
 "polarity_counts straight from event records (16 bytes: int64 t at 0, uint16 x at 8, uint16\n"
 "y at 10, uint8 p at 12, as gep_ros.wire.events.EVENT_DTYPE): the events on the width x\n"
 "height sensor with lo <= t <= hi are counted, in order, their count index and polarity\n"
-"(0 or 1) written to index[:kept] and p[:kept] (int32 and uint8, one per record); the\n"
-"others are skipped, as window_events drops them.");
+"(0 or 1) written to index[:kept] and p[:kept] (int32 and uint8, one per record; both None:\n"
+"not written); the others are skipped, as window_events drops them.");
 
 static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -140,20 +142,22 @@ static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t
         return NULL;
     if (get_buffer(args[0], &b[0], 0, 16, "records") < 0
         || get_buffer(args[5], &b[1], 1, 4, "counts") < 0
-        || get_buffer(args[6], &b[2], 1, 4, "index") < 0
-        || get_buffer(args[7], &b[3], 1, 1, "p") < 0)
+        || ((args[6] != Py_None || args[7] != Py_None)
+            && (get_buffer(args[6], &b[2], 1, 4, "index") < 0
+                || get_buffer(args[7], &b[3], 1, 1, "p") < 0)))
         goto done;
     const Py_ssize_t n = b[0].view.len / 16;
     const long long plane = width * height;
     if (width < 1 || height < 1 || width > 0xFFFF + 1 || height > 0xFFFF + 1
-        || plane > INT32_MAX / 2 || b[1].view.len / 4 != 2 * plane || b[2].view.len / 4 != n
-        || b[3].view.len != n) {
+        || plane > INT32_MAX / 2 || b[1].view.len / 4 != 2 * plane
+        || (b[2].held && (b[2].view.len / 4 != n || b[3].view.len != n))) {
         PyErr_SetString(PyExc_ValueError, "record_counts: mismatched lengths");
         goto done;
     }
     const uint8_t *rec = (const uint8_t *)b[0].view.buf;
-    int32_t *counts = (int32_t *)b[1].view.buf, *index = (int32_t *)b[2].view.buf;
-    uint8_t *pol = (uint8_t *)b[3].view.buf;
+    int32_t *counts = (int32_t *)b[1].view.buf;
+    int32_t *index = b[2].held ? (int32_t *)b[2].view.buf : NULL;
+    uint8_t *pol = b[3].held ? (uint8_t *)b[3].view.buf : NULL;
     int32_t most = 0;
     Py_ssize_t kept = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -170,8 +174,11 @@ static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t
         const int32_t at = (int32_t)(on * plane + (long long)y * width + x);
         const int32_t c = ++counts[at];
         most = c > most ? c : most;
-        index[kept] = at;
-        pol[kept++] = on;
+        if (index != NULL) {
+            index[kept] = at;
+            pol[kept] = on;
+        }
+        kept++;
     }
     Py_END_ALLOW_THREADS
     result = Py_BuildValue("(nl)", kept, (long)most);
@@ -228,6 +235,84 @@ static PyObject *count_histogram(PyObject *self, PyObject *const *args, Py_ssize
         result = Py_NewRef(Py_None);
 done:
     release(b, 4);
+    return result;
+}
+
+PyDoc_STRVAR(pixel_histogram_doc,
+"pixel_histogram(counts, bins, hist)\n\n"
+"hist (int64, 2 * bins, zeroed by the caller): hist[q * bins + k] is the number of pixels of\n"
+"the count plane q (the two halves of counts, int32) that counted k, for k < bins; the same\n"
+"as count_histogram's seen / k for k >= 1, by a pass over the pixels instead of the events.");
+
+/* Sub-histograms that consecutive pixels alternate between, so that runs of one count (the
+ * empty pixels) do not wait on each other's increments. */
+#define SUB_HISTOGRAMS 4
+
+static PyObject *pixel_histogram(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "pixel_histogram(counts, bins, hist)");
+        return NULL;
+    }
+    buffer_arg b[2];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    int64_t *sub = NULL;
+    long long bins = PyLong_AsLongLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (get_buffer(args[0], &b[0], 0, 4, "counts") < 0
+        || get_buffer(args[2], &b[1], 1, 8, "hist") < 0)
+        goto done;
+    const Py_ssize_t size = b[0].view.len / 4, plane = size / 2;
+    if (bins < 1 || size % 2 || b[1].view.len / 8 != 2 * bins) {
+        PyErr_SetString(PyExc_ValueError, "pixel_histogram: mismatched lengths");
+        goto done;
+    }
+    sub = PyMem_Calloc((size_t)(SUB_HISTOGRAMS * 2 * bins), sizeof *sub);
+    if (sub == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const int32_t *counts = (const int32_t *)b[0].view.buf;
+    int64_t *hist = (int64_t *)b[1].view.buf;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (int q = 0; q < 2 && !bad; q++) {
+        const int32_t *c = counts + q * plane;
+        int64_t *h = sub + q * bins;  /* sub-histogram j of plane q at j * 2 * bins */
+        Py_ssize_t i = 0;
+        for (; i + SUB_HISTOGRAMS <= plane; i += SUB_HISTOGRAMS) {
+            uint32_t any = 0;
+            for (int j = 0; j < SUB_HISTOGRAMS; j++)
+                any |= (uint32_t)c[i + j] >= (uint32_t)bins;
+            if (any) {
+                bad = 1;
+                break;
+            }
+            for (int j = 0; j < SUB_HISTOGRAMS; j++)
+                h[j * 2 * bins + c[i + j]] += 1;
+        }
+        for (; i < plane && !bad; i++) {
+            if ((uint32_t)c[i] >= (uint32_t)bins)
+                bad = 1;
+            else
+                h[c[i]] += 1;
+        }
+    }
+    if (!bad)
+        for (int j = 0; j < SUB_HISTOGRAMS; j++)
+            for (long long k = 0; k < 2 * bins; k++)
+                hist[k] += sub[j * 2 * bins + k];
+    Py_END_ALLOW_THREADS
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "pixel_histogram: a count below 0 or at or above bins");
+    else
+        result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(sub);
+    release(b, 2);
     return result;
 }
 
@@ -596,6 +681,8 @@ static PyMethodDef methods[] = {
      record_counts_doc},
     {"count_histogram", (PyCFunction)(void (*)(void))count_histogram, METH_FASTCALL,
      count_histogram_doc},
+    {"pixel_histogram", (PyCFunction)(void (*)(void))pixel_histogram, METH_FASTCALL,
+     pixel_histogram_doc},
     {"draw_polarity", (PyCFunction)(void (*)(void))draw_polarity, METH_FASTCALL,
      draw_polarity_doc},
     {"resize_aa", (PyCFunction)(void (*)(void))resize_aa, METH_FASTCALL, resize_aa_doc},

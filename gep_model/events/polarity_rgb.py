@@ -139,25 +139,48 @@ def host_counts(events: EventTensors, percentile: float):
     Returns (counts, bins, thresholds): (2 * H * W,) int32 counts per (polarity, pixel), as
     `count_index(polarity_index(events))`; one more than the largest count; the (2,) float32
     thresholds of `count_thresholds`. A pass over the events counts (and finds the largest
-    count), a second histograms the events' own counts, and the percentile's few steps run
-    in numpy (`_host_thresholds`), where a few dozen torch operations on arrays of a few
-    elements would cost more than the passes.
+    count), a second histograms the counts (over the events' own counts, or over the pixels
+    for dense windows: `_dense`), and the percentile's few steps run in numpy
+    (`_host_thresholds`), where a few dozen torch operations on arrays of a few elements
+    would cost more than the passes.
     """
     plane = events.height * events.width
     x = np.ascontiguousarray(events.x.numpy(), np.int64)
     y = np.ascontiguousarray(events.y.numpy(), np.int64)
     p = np.ascontiguousarray(events.p.numpy()).view(np.uint8)
     counts = np.empty(2 * plane, np.int32)
-    index = np.empty(x.size, np.int32)
+    index = None if _dense(x.size, plane) else np.empty(x.size, np.int32)
     bins = kernels.polarity_counts(x, y, p, events.width, plane, counts, index) + 1
     return _counted(counts, bins, index, p, percentile)
 
 
+# Above this many events per count (pixel and polarity) the histogram of the counts is taken
+# over the pixels, a sequential pass, instead of over the events' own counts, a gather that
+# misses the cache once the counts outgrow it: measured 0.36 against 1.1 ms at 640x480 with
+# 300k events (0.49 events a count), 0.10 against 0.09 ms at 346x260 with 50k (0.28).
+PIXEL_PASS_ABOVE = 0.3
+
+
+def _dense(n, plane):
+    """Whether up to n events on a plane of pixels take the histogram over the pixels."""
+    return n > PIXEL_PASS_ABOVE * 2 * plane
+
+
 def _counted(counts, bins, index, p, percentile):
-    """host_counts' result from the counts and each counted event's index and polarity."""
-    seen = np.zeros(2 * bins, np.int64)
-    kernels.count_histogram(index, p, counts, bins, seen)
-    hist = seen.reshape(2, bins) // np.maximum(np.arange(bins), 1)
+    """host_counts' result from the counts and each counted event's index and polarity.
+
+    index and p are None for a dense window (`_dense`): the histogram is then taken over the
+    pixels.
+    """
+    if index is None:
+        hist = np.zeros(2 * bins, np.int64)
+        kernels.pixel_histogram(counts, bins, hist)
+        hist = hist.reshape(2, bins)
+        hist[:, 0] = 0  # the empty pixels, which event_count_histogram does not see
+    else:
+        seen = np.zeros(2 * bins, np.int64)
+        kernels.count_histogram(index, p, counts, bins, seen)
+        hist = seen.reshape(2, bins) // np.maximum(np.arange(bins), 1)
     return torch.from_numpy(counts), bins, torch.from_numpy(_host_thresholds(hist, percentile))
 
 
@@ -183,6 +206,9 @@ def record_counts(events: np.ndarray, t0: Time, t1: Time, height: int, width: in
     hi = min(math.floor(t1), _INT64.max)
     records = np.ascontiguousarray(events)
     counts = np.empty(2 * height * width, np.int32)
+    if _dense(records.size, height * width):
+        kept, most = kernels.record_counts(records, lo, hi, width, height, counts, None, None)
+        return _counted(counts, most + 1, None, None, percentile)
     index = np.empty(records.size, np.int32)
     p = np.empty(records.size, np.uint8)
     kept, most = kernels.record_counts(records, lo, hi, width, height, counts, index, p)
