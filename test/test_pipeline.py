@@ -399,3 +399,27 @@ def test_an_event_only_model_gets_no_frames_and_still_answers_each(tmp_path, mon
     colour = decode_image(out.by_topic['/cam0/segmentation/color'][0])
     assert colour.array.shape == (H, W, 3)  # the overlay still has its frame
     assert sorted(out.stamps('/cam0/depth/image')) == [T0 + (i + 1) * 50 * MS for i in range(3)]
+
+
+def test_flush_cuts_waiting_frames_and_gives_up_after_its_timeout(artifact):
+    # The end of an input (the node's ~/flush): a frame still waiting for the events up to
+    # its stamp is cut with the events there are; a step that does not return makes flush
+    # give up after its timeout and say so, and the window is still published later.
+    pipe, out = make_pipeline(artifact)
+    pipe.feed('/cam0/events', events_msg(T0, T0 + 30 * MS), T0 + 30 * MS)
+    pipe.feed('/cam0/image', image_msg(T0 + 50 * MS), T0 + 51 * MS)
+    assert pipe.snapshot()['windows'] == 0  # it waits for events up to 50 ms
+    assert pipe.flush(timeout=60)
+    assert out.stamps('/cam0/depth/image') == [T0 + 50 * MS]
+    release = threading.Event()
+    infer = pipe.runtime.infer
+    pipe.runtime.infer = lambda *args, **kw: (release.wait(60), infer(*args, **kw))[1]
+    pipe.feed('/cam0/events', events_msg(T0 + 50 * MS, T0 + 110 * MS), T0 + 110 * MS)
+    pipe.feed('/cam0/image', image_msg(T0 + 100 * MS), T0 + 111 * MS)
+    start = time.monotonic()
+    assert not pipe.flush(timeout=0.3)
+    assert 0.3 <= time.monotonic() - start < 10
+    release.set()
+    assert pipe.flush(timeout=60)
+    pipe.close()
+    assert out.stamps('/cam0/depth/image') == [T0 + 50 * MS, T0 + 100 * MS]
