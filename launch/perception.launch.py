@@ -23,7 +23,8 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-NODE = 'perception_node'
+from gep_ros.params import NODE_NAME
+
 # argument: (parameter it overrides or None, description)
 ARGUMENTS = {
     'params_file': (None, 'ROS 2 parameter file; empty: share/gep_ros/config/perception.yaml'),
@@ -60,7 +61,7 @@ def launch_setup(context):
     args = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     params_file = args['params_file'] or FindPackageShare('gep_ros').perform(context) + \
         '/config/perception.yaml'
-    node = Node(package='gep_ros', executable='perception_node', name=NODE,
+    node = Node(package='gep_ros', executable='perception_node', name=NODE_NAME,
                 namespace=args['namespace'], output='screen',
                 parameters=[params_file, overrides(args)])
     return [node, RegisterEventHandler(OnProcessExit(

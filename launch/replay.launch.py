@@ -22,13 +22,14 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitution import Substitution
 from launch.substitutions import LaunchConfiguration
 
+from gep_ros.params import NODE_NAME
+
 # What the recorder keeps: every camera's outputs, and the node's diagnostics.
 OUTPUTS = '^(/diagnostics|.*/(depth/image|depth/points|segmentation/labels|segmentation/color))$'
 # The words of the node's start-up line ('ready: cpu backend on cpu: ..., weights ...').
 READY = (b']: ready: ', b' backend on ')
 PASS_THROUGH = ('params_file', 'weights', 'backend', 'namespace', 'events_topic',
                 'events_type', 'image_topic', 'camera_info_topic')
-NODE = 'perception_node'  # its name in perception.launch.py
 
 
 class FlushService(Substitution):
@@ -36,7 +37,7 @@ class FlushService(Substitution):
 
     def perform(self, context):
         namespace = LaunchConfiguration('namespace').perform(context).strip('/')
-        return '/'.join(['', namespace, NODE, 'flush'] if namespace else ['', NODE, 'flush'])
+        return f'/{namespace}/{NODE_NAME}/flush' if namespace else f'/{NODE_NAME}/flush'
 
 
 def generate_launch_description():

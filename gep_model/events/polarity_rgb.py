@@ -206,13 +206,13 @@ def record_counts(events: np.ndarray, t0: Time, t1: Time, height: int, width: in
     hi = min(math.floor(t1), _INT64.max)
     records = np.ascontiguousarray(events)
     counts = np.empty(2 * height * width, np.int32)
-    if _dense(records.size, height * width):
-        kept, most = kernels.record_counts(records, lo, hi, width, height, counts, None, None)
-        return _counted(counts, most + 1, None, None, percentile)
-    index = np.empty(records.size, np.int32)
-    p = np.empty(records.size, np.uint8)
+    index = p = None  # a dense window's histogram is taken over the pixels
+    if not _dense(records.size, height * width):
+        index, p = np.empty(records.size, np.int32), np.empty(records.size, np.uint8)
     kept, most = kernels.record_counts(records, lo, hi, width, height, counts, index, p)
-    return _counted(counts, most + 1, index[:kept], p[:kept], percentile)
+    if index is not None:
+        index, p = index[:kept], p[:kept]
+    return _counted(counts, most + 1, index, p, percentile)
 
 
 def _host_thresholds(hist: np.ndarray, percentile: float) -> np.ndarray:
