@@ -216,6 +216,36 @@ def test_packets_decode_with_the_kernel(bags_dir, typestore):
         assert got.first_sensor_time_ns == want.first_time_ns
 
 
+def test_streams_interleaved_and_states_set_by_hand_keep_their_own_clock(bags_dir, typestore):
+    # The kernel reuses the state it stored last while the states dict still holds that
+    # object: two decoders of the same geometry taking turns, and a state put in by hand,
+    # must each decode from their own state.
+    raws = _raw(str(bags_dir / EVPY_1), typestore)
+    first, second = raws[:40], raws[200:240]  # the second stream starts mid-recording
+    alone = [_decode_each(EventPacketDecoder(), raws) for raws in (first, second)]
+    a, b = EventPacketDecoder(), EventPacketDecoder()
+    turns = [[], []]
+    for one, two in zip(first, second):
+        turns[0].append(a.decode(one))
+        turns[1].append(b.decode(two))
+    _same_packets(turns[0], alone[0])
+    _same_packets(turns[1], alone[1])
+    # b's state handed to a, then a's own again (the object a stored last, still b's cache).
+    (key, state_a), = a._states.items()
+    assert b._states.keys() == {key}  # the same geometry
+    a._states[key] = b._states[key]
+    _same_packets([a.decode(first[20])], [_fresh_from(b._states[key], first[20])])
+    a._states[key] = state_a
+    _same_packets([a.decode(first[20])], [_fresh_from(state_a, first[20])])
+
+
+def _fresh_from(state, raw):
+    decoder = EventPacketDecoder()
+    msg = decode_event_packet(raw)
+    decoder._states[('evt3', msg.width, msg.height)] = evt3.Evt3State(*state)  # a copy
+    return decoder.decode(msg)  # the general path
+
+
 @pytest.mark.parametrize('module, importer', [
     ('gep_ros.wire._kernels', 'gep_ros.wire.evt3'),
     ('gep_model.events._kernels', 'gep_model.events.polarity_rgb'),

@@ -838,16 +838,24 @@ static int state_into(PyObject *state, evt3_ctx *c, int *valid)
     return 0;
 }
 
-/* The Evt3State after decoding with c; NULL with an exception. */
+/* The Evt3State after decoding with c; NULL with an exception. The tuple subclass is filled
+ * in place, as tuple.__new__ would fill it, without a tuple of arguments first. */
 static PyObject *state_from(const evt3_ctx *c, int valid)
 {
-    PyObject *fields = Py_BuildValue("((LLLLLO))", (long long)c->y, (long long)c->low,
-                                     (long long)c->high, (long long)c->pol, (long long)c->base,
-                                     valid ? Py_True : Py_False);
-    if (fields == NULL)
+    PyObject *state = ((PyTypeObject *)state_type)->tp_alloc((PyTypeObject *)state_type, 6);
+    if (state == NULL)
         return NULL;
-    PyObject *state = PyTuple_Type.tp_new((PyTypeObject *)state_type, fields, NULL);
-    Py_DECREF(fields);
+    const long long fields[5] = {(long long)c->y, (long long)c->low, (long long)c->high,
+                                 (long long)c->pol, (long long)c->base};
+    for (int k = 0; k < 5; k++) {
+        PyObject *value = PyLong_FromLongLong(fields[k]);
+        if (value == NULL) {
+            Py_DECREF(state);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(state, k, value);
+    }
+    PyTuple_SET_ITEM(state, 5, Py_NewRef(valid ? Py_True : Py_False));
     return state;
 }
 
@@ -1363,11 +1371,28 @@ typedef struct {
     evt3_ctx c;
 } stream_state;
 
-/* The key of a stream's state in the states dict: ('evt3', width, height). */
+/* The key of a stream's state in the states dict: ('evt3', width, height), a new reference;
+ * the last one made while the packets keep their geometry (a stream's do). */
+static PyObject *last_key;
+
 static PyObject *stream_key(unsigned int width, unsigned int height)
 {
-    return Py_BuildValue("(OII)", evt3_name, width, height);
+    if (last_key == NULL
+        || PyLong_AsUnsignedLong(PyTuple_GET_ITEM(last_key, 1)) != width
+        || PyLong_AsUnsignedLong(PyTuple_GET_ITEM(last_key, 2)) != height) {
+        PyObject *key = Py_BuildValue("(OII)", evt3_name, width, height);
+        if (key == NULL)
+            return NULL;
+        Py_XSETREF(last_key, key);
+    }
+    return Py_NewRef(last_key);
 }
+
+/* The last state stored and what it holds: a state found again in the states dict (the
+ * same object, and tuples do not change) is taken from here instead of read again. */
+static PyObject *last_state;
+static evt3_ctx last_ctx;
+static int last_valid;
 
 /* Store s's state in states under its stream_key; 0, or -1 with an exception. */
 static int stream_store(stream_state *s, PyObject *states)
@@ -1378,6 +1403,12 @@ static int stream_store(stream_state *s, PyObject *states)
     PyObject *key = stream_key(s->width, s->height);
     PyObject *state = key != NULL ? state_from(&s->c, s->valid) : NULL;
     int stored = state != NULL ? PyDict_SetItem(states, key, state) : -1;
+    if (stored == 0) {
+        Py_INCREF(state);
+        Py_XSETREF(last_state, state);
+        last_ctx = s->c;
+        last_valid = s->valid;
+    }
     Py_XDECREF(key);
     Py_XDECREF(state);
     return stored;
@@ -1399,7 +1430,14 @@ static int stream_load(stream_state *s, PyObject *states, unsigned int width,
     Py_DECREF(key);
     if (state == NULL && PyErr_Occurred())
         return -1;
-    if (state_into(state != NULL ? state : no_state, &s->c, &s->valid) < 0)
+    if (state != NULL && state == last_state) {
+        s->c.y = last_ctx.y;
+        s->c.pol = last_ctx.pol;
+        s->c.base = last_ctx.base;
+        s->c.low = last_ctx.low;
+        s->c.high = last_ctx.high;
+        s->valid = last_valid;
+    } else if (state_into(state != NULL ? state : no_state, &s->c, &s->valid) < 0)
         return -1;
     s->loaded = 1;
     s->width = width;
