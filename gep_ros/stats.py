@@ -21,11 +21,16 @@ class LatencyLog:
         self.total += 1
 
     def summary(self):
-        if not self.samples:
-            return {'p50': None, 'p95': None, 'max': None, 'count': 0}
-        a = np.fromiter(self.samples, float)
-        return {'p50': float(np.percentile(a, 50)), 'p95': float(np.percentile(a, 95)),
-                'max': float(a.max()), 'count': self.total}
+        return summarize(self.samples, self.total)
+
+
+def summarize(samples, count):
+    """p50, p95 and max of latency samples (ms), with `count`, the samples ever taken."""
+    if not len(samples):
+        return {'p50': None, 'p95': None, 'max': None, 'count': count}
+    a = np.asarray(samples, float)
+    return {'p50': float(np.percentile(a, 50)), 'p95': float(np.percentile(a, 95)),
+            'max': float(a.max()), 'count': count}
 
 
 class PipelineStats:

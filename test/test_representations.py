@@ -20,7 +20,7 @@ from gep_model.events import (EventTensors, fit_to_input, make_representation,
                               nonzero_percentile, reference, render_batch,
                               representation_names, round_to_patch, window_events)
 from gep_model.events.fit import antialias_taps, resize_antialiased, resize_arithmetic
-from gep_model.events.polarity_rgb import RECORD_DTYPE
+from gep_model.events.records import RECORD_DTYPE
 from gep_ros.wire.events import EVENT_DTYPE
 
 HEIGHT, WIDTH = 12, 16
@@ -640,6 +640,73 @@ def test_polarity_image_from_records_is_the_image_of_the_window(order):
         rep(raw, T1, T0, HEIGHT, WIDTH)
     with pytest.raises(ValueError, match='sensor size must be positive'):
         rep(raw, T0, T1, 0, WIDTH)
+
+
+RECORD_CASES = [('histogram', {}), ('histogram', {'count_cutoff': 2}),
+                ('stacked_histogram', {'bins': 10, 'count_cutoff': 3}),
+                ('stacked_histogram', {'bins': 7, 'count_cutoff': None,
+                                       'channel_order': 'polarity_major'}),
+                ('stacked_histogram', {'bins': 1}), ('voxel_grid', {'bins': 5}),
+                ('voxel_grid', {'bins': 1}), ('voxel_grid', {'bins': 9})]
+
+
+@pytest.mark.parametrize('name, params', RECORD_CASES)
+def test_counts_and_voxels_from_records_are_those_of_the_window(name, params):
+    # The histograms and the voxel grid of records (the pipeline's windows) are rendered by
+    # one compiled pass, with the bits of the tensors' render of the window: times binned as
+    # time_bins / bin_positions do, floats added in bincount's order. Integer windows must
+    # take the compiled pass (the tensors' way would give the same bits and hide its loss);
+    # fractional bounds bin in float64, by the tensors, except for the histogram.
+    rep = make_representation(name, **params)
+    for seed in range(5):
+        raw = random_events(seed, n=[3, 70, 5000, 900, 20_000][seed], hot=seed % 2 == 0)
+        # Events on the bin centres of a 392 ns window, where tau is a whole number: times
+        # a reciprocal of the span instead of a division would put some just below it.
+        centres = random_events(seed, n=9)
+        centres['t'] = T0 + 3 + 49 * np.arange(9)
+        raw = np.concatenate([raw, centres])
+        for t0, t1 in ((T0, T1), (T0 + 3, T0 + 3 + 392), (T1, T1), (T0 + 0.5, T1 - 0.25),
+                       (np.int64(T0), np.int64(T1))):
+            want = rep.render(window_events(raw, t0, t1, HEIGHT, WIDTH), t0, t1)
+            got = rep(raw, t0, t1, HEIGHT, WIDTH)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert torch.equal(_bits(got), _bits(want)), (seed, t0, t1)
+            integer = not isinstance(t0, float)
+            direct = rep.render_records(raw, t0, t1, HEIGHT, WIDTH)
+            assert (direct is not None) == (integer or name == 'histogram'), (t0, t1)
+    with pytest.raises(ValueError, match='window ends before it starts'):
+        rep(raw, T1, T0, HEIGHT, WIDTH)
+
+
+def test_counts_that_float32_might_not_hold_take_the_tensors_way(monkeypatch):
+    # Counts are kept in float32, exact up to 2^24: a window whose counts might pass that
+    # (more records than that, no cutoff below it) is counted by the tensors, in int32.
+    from gep_model.events import records
+    monkeypatch.setattr(records, 'FLOAT_COUNTS', 50)
+    raw = random_events(1, n=400, hot=True)
+    for params, compiled in (({}, False), ({'count_cutoff': 60}, False),
+                             ({'count_cutoff': 50}, True)):
+        rep = make_representation('histogram', **params)
+        assert (rep.render_records(raw, T0, T1, HEIGHT, WIDTH) is not None) == compiled
+        want = rep.render(window_events(raw, T0, T1, HEIGHT, WIDTH), T0, T1)
+        assert torch.equal(rep(raw, T0, T1, HEIGHT, WIDTH), want)
+
+
+def test_record_kernels_refuse_what_would_overrun():
+    from gep_model.events.kernels import kernels
+    records = random_events(0, n=10)
+    with pytest.raises(ValueError, match='mismatched'):
+        kernels.record_stack(records, T0, T1, WIDTH, HEIGHT, T0, SPAN, 3,
+                             np.empty(2 * 3 * HEIGHT * WIDTH - 1, np.float32), False, 5)
+    with pytest.raises(ValueError, match='cutoff outside'):  # float32 counts one by one
+        kernels.record_stack(records, T0, T1, WIDTH, HEIGHT, T0, SPAN, 3,
+                             np.empty(2 * 3 * HEIGHT * WIDTH, np.float32), False, 2**24 + 1)
+    with pytest.raises(ValueError, match='out of range'):  # span * bins past int64
+        kernels.record_voxels(records, T0, T1, WIDTH, HEIGHT, T0, 2**62, 5,
+                              np.empty(5 * HEIGHT * WIDTH, np.float32))
+    with pytest.raises(TypeError, match='records must be'):
+        kernels.record_voxels(memoryview(b'x' * 16)[::2], T0, T1, WIDTH, HEIGHT, T0, SPAN, 5,
+                              np.empty(5 * HEIGHT * WIDTH, np.float32))
 
 
 def test_polarity_kernels_refuse_what_would_overrun():

@@ -1,7 +1,9 @@
 /*
  * Compiled kernels of gep_model.events for tensors in CPU memory: GEP's polarity image in
  * three passes (the counts, the histogram of the counts, the image) instead of a dozen torch
- * operations, each a pass over the events or the pixels with its own dispatch; and the
+ * operations, each a pass over the events or the pixels with its own dispatch; the
+ * histograms and the voxel grid of the pipeline's event records in one pass each, in the
+ * order and arithmetic of their torch code (gep_model/events/records.py); and the
  * antialiased resize of fit_to_input in two passes with torch's weights and arithmetic.
  *
  * Plain C99 against Python's C API and its buffer protocol only (no numpy or torch headers):
@@ -25,7 +27,7 @@
 #endif
 
 /* Bumped whenever an argument list or a result changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 4
+#define INTERFACE_VERSION 5
 
 typedef struct {
     Py_buffer view;
@@ -184,6 +186,177 @@ static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t
     result = Py_BuildValue("(nl)", kept, (long)most);
 done:
     release(b, 4);
+    return result;
+}
+
+/* The window, sensor and time-bin arguments the binned record kernels share. */
+typedef struct {
+    long long lo, hi, width, height, t0, span, bins;
+} record_window;
+
+/* Parse records, lo, hi, width, height, t0, span, bins (args[0..7]) and the output buffer
+ * args[8] of `channels` planes (per bin: `per_bin` planes) of `itemsize` bytes; -1 with an
+ * exception. */
+static int record_window_args(PyObject *const *args, const char *name, record_window *w,
+                              long long per_bin, Py_ssize_t itemsize, buffer_arg *b)
+{
+    long long v[7];
+    for (int k = 0; k < 7; k++)
+        v[k] = PyLong_AsLongLong(args[1 + k]);
+    if (PyErr_Occurred())
+        return -1;
+    *w = (record_window){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+    if (get_buffer(args[0], &b[0], 0, 16, "records") < 0
+        || get_buffer(args[8], &b[1], 1, itemsize, "out") < 0)
+        return -1;
+    const long long plane = w->width * w->height;
+    if (w->width < 1 || w->height < 1 || w->width > 0xFFFF + 1 || w->height > 0xFFFF + 1
+        || w->bins < 1 || w->span < 0 || plane > INT32_MAX / (per_bin * w->bins)
+        || (w->span > 0 && w->bins > 1 && w->span > INT64_MAX / w->bins)
+        || b[1].view.len / itemsize != per_bin * w->bins * plane) {
+        PyErr_Format(PyExc_ValueError, "%s: mismatched lengths or a window out of range", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether record rec lies in the window and on the sensor; its t, x, y, on then. */
+static inline int record_in(const uint8_t *rec, const record_window *w, int64_t *t,
+                            uint16_t *x, uint16_t *y, int *on)
+{
+    memcpy(t, rec, 8);
+    memcpy(x, rec + 8, 2);
+    memcpy(y, rec + 10, 2);
+    *on = rec[12] != 0;
+    return *t >= w->lo && *t <= w->hi && *x < w->width && *y < w->height;
+}
+
+PyDoc_STRVAR(record_stack_doc,
+"record_stack(records, lo, hi, width, height, t0, span, bins, counts, polarity_major, cutoff)\n\n"
+"Count event records (as record_counts reads them; lo <= t <= hi and on the sensor) per time\n"
+"bin, polarity and pixel into counts (float32, 2 * bins planes of height x width, zeroed\n"
+"here), each count stopping at cutoff (at most 2^24, where float32 still counts one by one):\n"
+"bin = floor((t - t0) * bins / span) within [0, bins - 1] (0 where span is 0), as\n"
+"stacked_histogram.time_bins for integer times; plane 2 * bin + on, or bins * on + bin with\n"
+"polarity_major. One bin is the two-plane histogram.");
+
+static PyObject *record_stack(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "record_stack(records, lo, hi, width, height, t0, "
+                        "span, bins, counts, polarity_major, cutoff)");
+        return NULL;
+    }
+    buffer_arg b[2];
+    memset(b, 0, sizeof b);
+    record_window w;
+    PyObject *result = NULL;
+    const int polarity_major = PyObject_IsTrue(args[9]);
+    const long long limit = PyLong_AsLongLong(args[10]);
+    if (polarity_major < 0 || (limit == -1 && PyErr_Occurred()))
+        return NULL;
+    if (limit < 1 || limit > (1LL << 24)) {
+        PyErr_SetString(PyExc_ValueError, "record_stack: cutoff outside [1, 2^24]");
+        return NULL;
+    }
+    if (record_window_args(args, "record_stack", &w, 2, 4, b) < 0)
+        goto done;
+    const Py_ssize_t n = b[0].view.len / 16;
+    const long long plane = w.width * w.height;
+    const uint8_t *rec = (const uint8_t *)b[0].view.buf;
+    /* Whole numbers up to 2^24 are exact in float32, and so is adding one to them. */
+    float *counts = (float *)b[1].view.buf;
+    const float cutoff = (float)limit;
+    Py_BEGIN_ALLOW_THREADS
+    memset(counts, 0, (size_t)(2 * w.bins * plane) * sizeof *counts);
+    for (Py_ssize_t i = 0; i < n; i++, rec += 16) {
+        int64_t t;
+        uint16_t x, y;
+        int on;
+        if (!record_in(rec, &w, &t, &x, &y, &on))
+            continue;
+        long long bin = 0;
+        if (w.span > 0 && w.bins > 1) {
+            /* t0 <= lo <= t: the elapsed time and its product with bins fit (checked). */
+            bin = (long long)(t - w.t0) * w.bins / w.span;
+            bin = bin < w.bins ? bin : w.bins - 1;
+        }
+        const long long channel = polarity_major ? w.bins * on + bin : 2 * bin + on;
+        float *count = &counts[(channel * w.height + y) * w.width + x];
+        *count += *count < cutoff;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    release(b, 2);
+    return result;
+}
+
+PyDoc_STRVAR(record_voxels_doc,
+"record_voxels(records, lo, hi, width, height, t0, span, bins, grid)\n\n"
+"voxel_grid.VoxelGrid.render of event records (as record_counts reads them) into grid\n"
+"(float32, bins planes of height x width, zeroed here), in torch's arithmetic: tau =\n"
+"float64(t - t0) * (bins - 1) / span (0 where span is 0 or bins is 1), the polarity value\n"
+"(+1 / -1) times 1 - frac and frac in float64, each rounded to float32, then added in\n"
+"float32 in the order of torch.bincount over the left shares and then the right shares.");
+
+/* One record's left or right bin and its share (float64, rounded to float32 by the caller). */
+static inline long long voxel_share(const record_window *w, int64_t t, int on, int right,
+                                    double *share)
+{
+    double tau = 0.0;
+    if (w->span > 0 && w->bins > 1)
+        tau = (double)(t - w->t0) * (double)(w->bins - 1) / (double)w->span;
+    /* floor: tau is at least 0 (t0 <= t) and at most bins - 1 (t <= t0 + span). */
+    double left = (double)(long long)tau;
+    left = left > (double)(w->bins - 1) ? (double)(w->bins - 1) : left;
+    const double right_share = tau - left, value = (double)on * 2.0 - 1.0;
+    long long bin = (long long)left;
+    if (right) {
+        *share = value * right_share;
+        bin = bin + 1 < w->bins ? bin + 1 : w->bins - 1;
+    } else
+        *share = value * (1.0 - right_share);
+    return bin;
+}
+
+static PyObject *record_voxels(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "record_voxels(records, lo, hi, width, height, t0, "
+                        "span, bins, grid)");
+        return NULL;
+    }
+    buffer_arg b[2];
+    memset(b, 0, sizeof b);
+    record_window w;
+    PyObject *result = NULL;
+    if (record_window_args(args, "record_voxels", &w, 1, 4, b) < 0)
+        goto done;
+    const Py_ssize_t n = b[0].view.len / 16;
+    const long long plane = w.width * w.height;
+    float *grid = (float *)b[1].view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    memset(grid, 0, (size_t)(w.bins * plane) * sizeof *grid);
+    for (int right = 0; right < 2; right++) {
+        const uint8_t *rec = (const uint8_t *)b[0].view.buf;
+        for (Py_ssize_t i = 0; i < n; i++, rec += 16) {
+            int64_t t;
+            uint16_t x, y;
+            int on;
+            if (!record_in(rec, &w, &t, &x, &y, &on))
+                continue;
+            double share;
+            const long long bin = voxel_share(&w, t, on, right, &share);
+            grid[bin * plane + (long long)y * w.width + x] += (float)share;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    release(b, 2);
     return result;
 }
 
@@ -679,6 +852,10 @@ static PyMethodDef methods[] = {
      polarity_counts_doc},
     {"record_counts", (PyCFunction)(void (*)(void))record_counts, METH_FASTCALL,
      record_counts_doc},
+    {"record_stack", (PyCFunction)(void (*)(void))record_stack, METH_FASTCALL,
+     record_stack_doc},
+    {"record_voxels", (PyCFunction)(void (*)(void))record_voxels, METH_FASTCALL,
+     record_voxels_doc},
     {"count_histogram", (PyCFunction)(void (*)(void))count_histogram, METH_FASTCALL,
      count_histogram_doc},
     {"pixel_histogram", (PyCFunction)(void (*)(void))pixel_histogram, METH_FASTCALL,

@@ -14,10 +14,12 @@ tensor ``(C, H, W)`` float32 that a network can take. Every representation:
 """
 
 import abc
-from typing import Any, ClassVar, Dict, Type
+from typing import Any, ClassVar, Dict, Optional, Type
 
+import numpy as np
 import torch
 
+from gep_model.events.records import host_records
 from gep_model.events.tensors import DeviceLike, EventTensors, Time, window_events
 
 _REGISTRY: Dict[str, Type['Representation']] = {}
@@ -48,8 +50,25 @@ class Representation(abc.ABC):
 
         Events off the sensor or outside the window are dropped; build the window with
         :func:`gep_model.events.window_events` and call :meth:`render` to read how many.
+        The pipeline's event records in CPU memory go to :meth:`render_records` first.
         """
+        if host_records(events, device):
+            height, width = int(height), int(width)
+            if height <= 0 or width <= 0:
+                raise ValueError(f'sensor size must be positive, got {height} x {width}')
+            image = self.render_records(np.ascontiguousarray(events), t0, t1, height, width)
+            if image is not None:
+                return image
         return self.render(window_events(events, t0, t1, height, width, device=device), t0, t1)
+
+    def render_records(self, records: np.ndarray, t0: Time, t1: Time, height: int,
+                       width: int) -> Optional[torch.Tensor]:
+        """Render event records as `render` renders their window, or return None.
+
+        records: gep_model.events.records.RECORD_DTYPE in CPU memory. None: this
+        representation, or this window, takes the tensors' way.
+        """
+        return None
 
     def params(self) -> Dict[str, Any]:
         """Return name and parameters as a JSON-able dict; make_representation(**it) rebuilds."""

@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from gep_model.events.base import register_representation, Representation
+from gep_model.events.records import stacked_counts
 from gep_model.events.tensors import accumulate, EventTensors, Time
 
 
@@ -83,3 +84,6 @@ class Histogram(Representation):
         if self.count_cutoff is not None:
             counts = counts.clamp_(max=self.count_cutoff)
         return counts.to(torch.float32).view(2, events.height, events.width)
+
+    def render_records(self, records, t0: Time, t1: Time, height: int, width: int):
+        return stacked_counts(records, t0, t1, height, width, 1, 0, self.count_cutoff)

@@ -40,7 +40,8 @@ import torch
 from gep_model.events.base import register_representation, Representation
 from gep_model.events.histogram import count_index, polarity_index
 from gep_model.events.kernels import kernels
-from gep_model.events.tensors import check_window, EventTensors, Time
+from gep_model.events.records import window_bounds
+from gep_model.events.tensors import EventTensors, Time
 
 CHANNEL_ORDERS = ('rgb', 'bgr')
 
@@ -184,12 +185,6 @@ def _counted(counts, bins, index, p, percentile):
     return torch.from_numpy(counts), bins, torch.from_numpy(_host_thresholds(hist, percentile))
 
 
-# gep_ros.wire.events.EVENT_DTYPE, the records the pipeline's windows hold.
-RECORD_DTYPE = np.dtype({'names': ['t', 'x', 'y', 'p'], 'formats': ['<i8', '<u2', '<u2', 'u1'],
-                         'offsets': [0, 8, 10, 12], 'itemsize': 16})
-_INT64 = np.iinfo(np.int64)
-
-
 def record_counts(events: np.ndarray, t0: Time, t1: Time, height: int, width: int,
                   percentile: float):
     """host_counts of the window [t0, t1] of event records, as window_events cuts it.
@@ -197,13 +192,7 @@ def record_counts(events: np.ndarray, t0: Time, t1: Time, height: int, width: in
     One pass over the records counts the events on the sensor and in the window (the others
     dropped, as window_events drops them) without converting them to tensors first.
     """
-    check_window(t0, t1)
-    height, width = int(height), int(width)
-    if height <= 0 or width <= 0:
-        raise ValueError(f'sensor size must be positive, got {height} x {width}')
-    # Integer times against the bounds: the integers the bounds admit, as in_window.
-    lo = max(math.ceil(t0), _INT64.min)
-    hi = min(math.floor(t1), _INT64.max)
+    lo, hi = window_bounds(t0, t1)
     records = np.ascontiguousarray(events)
     counts = np.empty(2 * height * width, np.int32)
     index = p = None  # a dense window's histogram is taken over the pixels
@@ -290,14 +279,9 @@ class PolarityRGB(Representation):
     def _param_values(self) -> Dict[str, Any]:
         return {'percentile': self.percentile, 'channel_order': self.channel_order}
 
-    def __call__(self, events, t0: Time, t1: Time, height: int, width: int,
-                 device=None) -> torch.Tensor:
-        if isinstance(events, np.ndarray) and events.dtype == RECORD_DTYPE \
-                and (device is None or torch.device(device).type == 'cpu'):
-            # The pipeline's windows: counted straight from the records (the same image).
-            counted = record_counts(events, t0, t1, height, width, self.percentile)
-            return self._draw(*counted, int(height), int(width))
-        return super().__call__(events, t0, t1, height, width, device)
+    def render_records(self, records, t0: Time, t1: Time, height: int, width: int):
+        counted = record_counts(records, t0, t1, height, width, self.percentile)
+        return self._draw(*counted, height, width)
 
     def render(self, events: EventTensors, t0: Time, t1: Time) -> torch.Tensor:
         if events.x.device.type == 'cpu':

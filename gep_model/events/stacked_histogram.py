@@ -31,6 +31,7 @@ import torch
 
 from gep_model.events.base import register_representation, Representation
 from gep_model.events.histogram import check_cutoff, count_index, index_dtype
+from gep_model.events.records import integer_span, stacked_counts
 from gep_model.events.tensors import EventTensors, Time
 
 CHANNEL_ORDERS = ('time_major', 'polarity_major')
@@ -101,3 +102,10 @@ class StackedHistogram(Representation):
         if self.count_cutoff is not None:
             counts = counts.clamp_(max=self.count_cutoff)
         return counts.to(torch.float32).view(self.channels, height, width)
+
+    def render_records(self, records, t0: Time, t1: Time, height: int, width: int):
+        span = integer_span(t0, t1, self.bins)
+        if span is None:
+            return None  # float times: binned in float64 by time_bins
+        return stacked_counts(records, t0, t1, height, width, self.bins, span,
+                              self.count_cutoff, self.channel_order == 'polarity_major')

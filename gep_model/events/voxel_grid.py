@@ -33,6 +33,7 @@ import torch
 
 from gep_model.events.base import register_representation, Representation
 from gep_model.events.histogram import index_dtype
+from gep_model.events.records import integer_span, voxel_grid
 from gep_model.events.tensors import accumulate, EventTensors, Time
 
 
@@ -86,3 +87,9 @@ class VoxelGrid(Representation):
         weight = torch.cat((value * (1 - right_share), value * right_share))
         grid = accumulate(bins * plane, index, weight, dtype=torch.float32)
         return grid.view(bins, height, width)
+
+    def render_records(self, records, t0: Time, t1: Time, height: int, width: int):
+        span = integer_span(t0, t1, self.bins)
+        if span is None:
+            return None  # float times: the float64 elapsed time of EventTensors.elapsed
+        return voxel_grid(records, t0, t1, height, width, self.bins, span)
