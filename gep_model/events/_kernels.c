@@ -119,6 +119,17 @@ done:
     return result;
 }
 
+/* Count planes (both polarities) of at least this many pixels prefetch each record's count
+ * this many records ahead: 640x480 with 300k random events counted 1.3x to 1.45x faster in
+ * a C harness (8, 12 or 24 ahead did no better); 346x260, which a cache holds, only lost. */
+#define PREFETCH_COUNTS (1 << 18)
+#define PREFETCH_AHEAD 16
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH_WRITE(p) __builtin_prefetch((p), 1, 3)
+#else
+#define PREFETCH_WRITE(p) ((void)(p))
+#endif
+
 PyDoc_STRVAR(record_counts_doc,
 "record_counts(records, lo, hi, width, height, counts, index, p) -> (kept, max_count)\n\n"
 "polarity_counts straight from event records (16 bytes: int64 t at 0, uint16 x at 8, uint16\n"
@@ -162,11 +173,21 @@ static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t
     uint8_t *pol = b[3].held ? (uint8_t *)b[3].view.buf : NULL;
     int32_t most = 0;
     Py_ssize_t kept = 0;
+    /* Counts past a core's cache (640x480: 2.4 MB) take each increment's line in ahead:
+     * the random increments otherwise wait for their lines one by one. */
+    const Py_ssize_t ahead = 2 * plane >= PREFETCH_COUNTS ? n - PREFETCH_AHEAD : 0;
     Py_BEGIN_ALLOW_THREADS
     memset(counts, 0, (size_t)(2 * plane) * sizeof *counts);
     for (Py_ssize_t i = 0; i < n; i++, rec += 16) {
         int64_t t;
         uint16_t x, y;
+        if (i < ahead) {
+            const uint8_t *next = rec + 16 * PREFETCH_AHEAD;
+            memcpy(&x, next + 8, 2);
+            memcpy(&y, next + 10, 2);
+            if (x < width && y < height)
+                PREFETCH_WRITE(&counts[(next[12] != 0) * plane + (long long)y * width + x]);
+        }
         memcpy(&t, rec, 8);
         memcpy(&x, rec + 8, 2);
         memcpy(&y, rec + 10, 2);
