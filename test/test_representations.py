@@ -642,10 +642,14 @@ def test_polarity_image_from_records_is_the_image_of_the_window(order):
         rep(raw, T0, T1, 0, WIDTH)
 
 
-def test_polarity_image_of_records_on_a_large_sensor_is_the_image_of_the_window():
-    # Count planes past a core's cache prefetch each count ahead (record_counts): the same
-    # image; the last records, with nothing ahead of them, included.
-    rep = make_representation('polarity_rgb')
+@pytest.mark.parametrize('name, params', [
+    ('polarity_rgb', {}), ('histogram', {}), ('voxel_grid', {'bins': 5}),
+    ('stacked_histogram', {'bins': 10, 'count_cutoff': 3})])
+def test_records_on_a_large_sensor_give_the_image_of_the_window(name, params):
+    # Outputs past a core's cache prefetch each record's cell ahead (record_counts, and the
+    # queue of record_stack / record_voxels): the same image; the last records, with
+    # nothing ahead of them, included.
+    rep = make_representation(name, **params)
     raw = random_events(7, n=5000, height=480, width=640, spill=40)
     want = rep.render(window_events(raw, T0, T1, 480, 640), T0, T1)
     assert torch.equal(_bits(rep(raw, T0, T1, 480, 640)), _bits(want))

@@ -252,6 +252,87 @@ static inline int record_in(const uint8_t *rec, const record_window *w, int64_t 
     return *t >= w->lo && *t <= w->hi && *x < w->width && *y < w->height;
 }
 
+/* One record's cell and value in a binned output. */
+typedef struct {
+    long long cell;
+    float share;
+} record_item;
+
+enum { STACK_TIME_MAJOR, STACK_POLARITY_MAJOR, VOXEL_LEFT, VOXEL_RIGHT };
+
+static inline long long voxel_share(const record_window *w, int64_t t, int on, int right,
+                                    double *share);
+
+/* The cell (and for the voxel grid the share) of a record in the window; 0 for the others. */
+static inline int record_item_of(const uint8_t *rec, const record_window *w, int kind,
+                                 record_item *item)
+{
+    int64_t t;
+    uint16_t x, y;
+    int on;
+    if (!record_in(rec, w, &t, &x, &y, &on))
+        return 0;
+    const long long pixel = (long long)y * w->width + x, plane = w->width * w->height;
+    if (kind == VOXEL_LEFT || kind == VOXEL_RIGHT) {
+        double share;
+        item->cell = voxel_share(w, t, on, kind == VOXEL_RIGHT, &share) * plane + pixel;
+        item->share = (float)share;
+        return 1;
+    }
+    long long bin = 0;
+    if (w->span > 0 && w->bins > 1) {
+        /* t0 <= lo <= t: the elapsed time and its product with bins fit (checked). */
+        bin = (long long)(t - w->t0) * w->bins / w->span;
+        bin = bin < w->bins ? bin : w->bins - 1;
+    }
+    item->cell = (kind == STACK_POLARITY_MAJOR ? w->bins * on + bin : 2 * bin + on) * plane
+                 + pixel;
+    return 1;
+}
+
+/*
+ * The records in the window, in order. Where the output is past a core's cache, each is found
+ * QUEUE_AHEAD records before it is taken and its cell prefetched then, so that the random
+ * updates do not wait for their lines one by one. In a C harness with random events: the
+ * stacked histogram (10 bins) at 640x480 / 300k 9.9 to 5.0 ms, the voxel grid (5 bins) 5.7
+ * to 4.2, the histogram 2.1 to 1.7.
+ */
+#define QUEUE_AHEAD 16
+#define PREFETCH_BYTES (1 << 20)
+
+typedef struct {
+    const uint8_t *rec;
+    Py_ssize_t n, next;  /* records, and the next one to look at */
+    unsigned head, count;
+    int prefetch;
+    record_item items[QUEUE_AHEAD];
+} record_queue;
+
+static inline int queue_next(record_queue *q, const record_window *w, float *out, int kind,
+                             record_item *item)
+{
+    if (!q->prefetch) {  /* an output a cache holds: no queue, which would only cost */
+        while (q->next < q->n)
+            if (record_item_of(q->rec + 16 * q->next++, w, kind, item))
+                return 1;
+        return 0;
+    }
+    while (q->count < QUEUE_AHEAD && q->next < q->n) {
+        record_item *slot = &q->items[(q->head + q->count) % QUEUE_AHEAD];
+        if (record_item_of(q->rec + 16 * q->next++, w, kind, slot)) {
+            if (q->prefetch)
+                PREFETCH_WRITE(&out[slot->cell]);
+            q->count++;
+        }
+    }
+    if (q->count == 0)
+        return 0;
+    *item = q->items[q->head];
+    q->head = (q->head + 1) % QUEUE_AHEAD;
+    q->count--;
+    return 1;
+}
+
 PyDoc_STRVAR(record_stack_doc,
 "record_stack(records, lo, hi, width, height, t0, span, bins, counts, polarity_major, cutoff)\n\n"
 "Count event records (as record_counts reads them; lo <= t <= hi and on the sensor) per time\n"
@@ -289,22 +370,14 @@ static PyObject *record_stack(PyObject *self, PyObject *const *args, Py_ssize_t 
     /* Whole numbers up to 2^24 are exact in float32, and so is adding one to them. */
     float *counts = (float *)b[1].view.buf;
     const float cutoff = (float)limit;
+    const size_t size = (size_t)(2 * w.bins * plane);
     Py_BEGIN_ALLOW_THREADS
-    memset(counts, 0, (size_t)(2 * w.bins * plane) * sizeof *counts);
-    for (Py_ssize_t i = 0; i < n; i++, rec += 16) {
-        int64_t t;
-        uint16_t x, y;
-        int on;
-        if (!record_in(rec, &w, &t, &x, &y, &on))
-            continue;
-        long long bin = 0;
-        if (w.span > 0 && w.bins > 1) {
-            /* t0 <= lo <= t: the elapsed time and its product with bins fit (checked). */
-            bin = (long long)(t - w.t0) * w.bins / w.span;
-            bin = bin < w.bins ? bin : w.bins - 1;
-        }
-        const long long channel = polarity_major ? w.bins * on + bin : 2 * bin + on;
-        float *count = &counts[(channel * w.height + y) * w.width + x];
+    memset(counts, 0, size * sizeof *counts);
+    record_queue q = {.rec = rec, .n = n, .prefetch = size * sizeof *counts >= PREFETCH_BYTES};
+    record_item item;
+    while (queue_next(&q, &w, counts, polarity_major ? STACK_POLARITY_MAJOR : STACK_TIME_MAJOR,
+                      &item)) {
+        float *count = &counts[item.cell];
         *count += *count < cutoff;
     }
     Py_END_ALLOW_THREADS
@@ -359,20 +432,15 @@ static PyObject *record_voxels(PyObject *self, PyObject *const *args, Py_ssize_t
     const Py_ssize_t n = b[0].view.len / 16;
     const long long plane = w.width * w.height;
     float *grid = (float *)b[1].view.buf;
+    const size_t size = (size_t)(w.bins * plane);
     Py_BEGIN_ALLOW_THREADS
-    memset(grid, 0, (size_t)(w.bins * plane) * sizeof *grid);
+    memset(grid, 0, size * sizeof *grid);
     for (int right = 0; right < 2; right++) {
-        const uint8_t *rec = (const uint8_t *)b[0].view.buf;
-        for (Py_ssize_t i = 0; i < n; i++, rec += 16) {
-            int64_t t;
-            uint16_t x, y;
-            int on;
-            if (!record_in(rec, &w, &t, &x, &y, &on))
-                continue;
-            double share;
-            const long long bin = voxel_share(&w, t, on, right, &share);
-            grid[bin * plane + (long long)y * w.width + x] += (float)share;
-        }
+        record_queue q = {.rec = (const uint8_t *)b[0].view.buf, .n = n,
+                          .prefetch = size * sizeof *grid >= PREFETCH_BYTES};
+        record_item item;
+        while (queue_next(&q, &w, grid, right ? VOXEL_RIGHT : VOXEL_LEFT, &item))
+            grid[item.cell] += item.share;
     }
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
