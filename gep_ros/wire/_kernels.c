@@ -1205,11 +1205,45 @@ static PyObject *event_packet_fields(PyObject *self, PyObject *const *args, Py_s
 #define POOL_RECORDS 65536
 #define POOL_SPARES 3
 
-/* Room for `need` records of pool[slot]'s chunk from pool[slot + 1] on, in view and *used;
- * a new chunk when there is less. -1 with an exception. */
-static int pool_room(PyObject *pool, Py_ssize_t slot, PyObject *dtype, Py_ssize_t need,
-                     Py_buffer *view, Py_ssize_t *used)
+/*
+ * One of the pool's chunks (slot 0: events, 2: triggers) as a call uses it: its buffer, held
+ * across the packets of the call, and the records used, written back to pool[slot + 1]
+ * whenever the chunk changes and at the end of the call (pool_done), before Python runs
+ * again: two buffer requests and an int a call instead of a packet.
+ */
+typedef struct {
+    Py_ssize_t slot;
+    PyObject *dtype;
+    Py_buffer view;
+    int held;
+    Py_ssize_t used;
+} pool_cursor;
+
+/* Write the cursor's count back to the pool and let go of its buffer; -1 with an exception
+ * (the buffer is let go of all the same). */
+static int pool_done(PyObject *pool, pool_cursor *cur)
 {
+    if (!cur->held)
+        return 0;
+    cur->held = 0;
+    PyBuffer_Release(&cur->view);
+    PyObject *count = PyLong_FromSsize_t(cur->used);
+    if (count == NULL)
+        return -1;
+    PyList_SetItem(pool, cur->slot + 1, count);
+    return 0;
+}
+
+/* Room for `need` records from cur->used on in the cursor's chunk (cur->view); a new chunk
+ * when there is less. -1 with an exception. */
+static int pool_room(PyObject *pool, pool_cursor *cur, Py_ssize_t need)
+{
+    if (cur->held && cur->view.len / (Py_ssize_t)sizeof(event_t) - cur->used >= need)
+        return 0;
+    if (pool_done(pool, cur) < 0)
+        return -1;
+    const Py_ssize_t slot = cur->slot;
+    Py_buffer *view = &cur->view;
     Py_ssize_t at = PyLong_AsSsize_t(PyList_GET_ITEM(pool, slot + 1));
     if (at == -1 && PyErr_Occurred())
         return -1;
@@ -1222,7 +1256,8 @@ static int pool_room(PyObject *pool, Py_ssize_t slot, PyObject *dtype, Py_ssize_
         return -1;
     }
     if (size - at >= need) {
-        *used = at;
+        cur->held = 1;
+        cur->used = at;
         return 0;
     }
     PyBuffer_Release(view);
@@ -1259,7 +1294,7 @@ static int pool_room(PyObject *pool, Py_ssize_t slot, PyObject *dtype, Py_ssize_
          * packets allocates little. */
         Py_ssize_t grown = 4 * size < POOL_RECORDS / 4 ? POOL_RECORDS / 4
                            : 4 * size < POOL_RECORDS ? 4 * size : POOL_RECORDS;
-        chunk = new_array(dtype, need > grown ? need : grown, view);
+        chunk = new_array(cur->dtype, need > grown ? need : grown, view);
         if (chunk == NULL)
             return -1;
     }
@@ -1271,22 +1306,18 @@ static int pool_room(PyObject *pool, Py_ssize_t slot, PyObject *dtype, Py_ssize_
     }
     PyList_SetItem(pool, slot, chunk);
     PyList_SetItem(pool, slot + 1, zero);
-    *used = 0;
+    cur->held = 1;
+    cur->used = 0;
     return 0;
 }
 
-/* pool[slot]'s chunk[used:used + n], and pool[slot + 1] moved on by n; NULL with an exception. */
-static PyObject *pool_take(PyObject *pool, Py_ssize_t slot, Py_ssize_t used, Py_ssize_t n)
+/* The cursor's chunk[used:used + n] (a view), the records then used; NULL with an exception. */
+static PyObject *pool_take(PyObject *pool, pool_cursor *cur, Py_ssize_t n)
 {
-    PyObject *count = PyLong_FromSsize_t(used + n);
-    if (count == NULL)
-        return NULL;
-    PyObject *view = PySequence_GetSlice(PyList_GET_ITEM(pool, slot), used, used + n);
-    if (view == NULL) {
-        Py_DECREF(count);
-        return NULL;
-    }
-    PyList_SetItem(pool, slot + 1, count);
+    PyObject *view = PySequence_GetSlice(PyList_GET_ITEM(pool, cur->slot), cur->used,
+                                         cur->used + n);
+    if (view != NULL)
+        cur->used += n;
     return view;
 }
 
@@ -1487,7 +1518,7 @@ static PyObject *size_int(PyObject **cached, unsigned long v)
  * when the path does not take it (nothing changed); NULL with an exception.
  */
 static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
-                               stream_state *s)
+                               stream_state *s, pool_cursor *events, pool_cursor *triggers)
 {
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
@@ -1519,27 +1550,20 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
     const Py_ssize_t n = f.events_len / 2;
     /* Events: at most one per word but for vectors, which decode_words checks (then the
      * packet is decoded again into room for its bound). Triggers: one per word at most. */
-    Py_ssize_t need = n + BLOCK, ev_used, tr_used, start;
+    Py_ssize_t need = n + BLOCK, start;
     int64_t first_us;
-    Py_buffer eb, tb;
     for (;;) {
-        if (pool_room(pool, 0, event_dtype, need, &eb, &ev_used) < 0)
+        if (pool_room(pool, events, need) < 0 || pool_room(pool, triggers, n) < 0)
             goto out;
-        if (pool_room(pool, 2, trigger_dtype, n, &tb, &tr_used) < 0) {
-            PyBuffer_Release(&eb);
-            goto out;
-        }
         c = c0;
         valid = valid0;
-        c.ev = (event_t *)eb.buf + ev_used;
-        c.ev_cap = eb.len / (Py_ssize_t)sizeof(event_t) - ev_used;
-        c.tr = (trigger_t *)tb.buf + tr_used;
-        c.tr_cap = tb.len / (Py_ssize_t)sizeof(trigger_t) - tr_used;
+        c.ev = (event_t *)events->view.buf + events->used;
+        c.ev_cap = events->view.len / (Py_ssize_t)sizeof(event_t) - events->used;
+        c.tr = (trigger_t *)triggers->view.buf + triggers->used;
+        c.tr_cap = triggers->view.len / (Py_ssize_t)sizeof(trigger_t) - triggers->used;
         c.ne = c.nt = 0;
         c.ended = 0;
         evt3_run(&c, words, n, &valid, &start, &first_us, NULL, 0, NULL);
-        PyBuffer_Release(&tb);
-        PyBuffer_Release(&eb);
         if (c.ended != 3)
             break;
         Py_ssize_t tr_bound;
@@ -1563,12 +1587,12 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
         Py_XDECREF(us);
         Py_XDECREF(ns);
     }
-    PyObject *triggers;
+    PyObject *trigger_array;
     if (c.nt > 0)
-        triggers = pool_take(pool, 2, tr_used, c.nt);
+        trigger_array = pool_take(pool, triggers, c.nt);
     else {
-        triggers = PyList_GET_ITEM(pool, 4);
-        Py_INCREF(triggers);
+        trigger_array = PyList_GET_ITEM(pool, 4);
+        Py_INCREF(trigger_array);
     }
     PyObject *header_values[N_HEADER_FIELDS] = {
         PyLong_FromLongLong((long long)f.sec * 1000000000LL + f.nanosec), frame_id};
@@ -1581,7 +1605,7 @@ static PyObject *decode_packet(PyObject *data, PyObject *states, PyObject *pool,
                    N_HEADER_FIELDS),
         size_int(&last_height, f.height), size_int(&last_width, f.width),
         PyLong_FromUnsignedLongLong(f.seq), PyLong_FromUnsignedLongLong(f.time_base),
-        evt3_name, pool_take(pool, 0, ev_used, c.ne), triggers, first,
+        evt3_name, pool_take(pool, events, c.ne), trigger_array, first,
         PyLong_FromSsize_t(f.events_len), Py_None, Py_True};
     result = new_record(packet_type, packet_names, packet_offsets, packet_values,
                         N_PACKET_FIELDS);
@@ -1676,8 +1700,11 @@ static PyObject *evt3_packet(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (packet_args(args[1], args[2]) < 0)
         return NULL;
     stream_state s = {0};
-    PyObject *packet = decode_packet(args[0], args[1], args[2], &s);
-    if (packet != NULL && stream_store(&s, args[1]) < 0)
+    pool_cursor events = {.slot = 0, .dtype = event_dtype};
+    pool_cursor triggers = {.slot = 2, .dtype = trigger_dtype};
+    PyObject *packet = decode_packet(args[0], args[1], args[2], &s, &events, &triggers);
+    if ((pool_done(args[2], &events) | pool_done(args[2], &triggers)) < 0
+        || (packet != NULL && stream_store(&s, args[1]) < 0))
         Py_CLEAR(packet);
     return packet;
 }
@@ -1702,11 +1729,13 @@ static PyObject *evt3_packets(PyObject *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     PyObject *done = PyList_New(0);
     stream_state s = {0};
+    pool_cursor events = {.slot = 0, .dtype = event_dtype};
+    pool_cursor triggers = {.slot = 2, .dtype = trigger_dtype};
     /* the list is read again at each step: decoding runs no Python code, but stays safe */
     for (; done != NULL && index >= 0 && index < PyList_GET_SIZE(args[0]); index++) {
         PyObject *message = PyList_GET_ITEM(args[0], index);
         Py_INCREF(message);
-        PyObject *packet = decode_packet(message, args[2], args[3], &s);
+        PyObject *packet = decode_packet(message, args[2], args[3], &s, &events, &triggers);
         Py_DECREF(message);
         if (packet == Py_None) {
             Py_DECREF(packet);
@@ -1716,10 +1745,12 @@ static PyObject *evt3_packets(PyObject *self, PyObject *const *args, Py_ssize_t 
             Py_CLEAR(done);
         Py_XDECREF(packet);
     }
-    /* The states of the packets decoded, also when one raised (the exception is kept). */
+    /* The states and pool counts of the packets decoded, also when one raised (the
+     * exception is kept). */
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
-    if (stream_store(&s, args[2]) < 0)
+    if ((pool_done(args[3], &events) | pool_done(args[3], &triggers)) < 0
+        || stream_store(&s, args[2]) < 0)
         Py_CLEAR(done);
     if (type != NULL)
         PyErr_Restore(type, value, traceback);
