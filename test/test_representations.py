@@ -717,6 +717,13 @@ def test_record_kernels_refuse_what_would_overrun():
     with pytest.raises(ValueError, match='out of range'):  # span * bins past int64
         kernels.record_voxels(records, T0, T1, WIDTH, HEIGHT, T0, 2**62, 5,
                               np.empty(5 * HEIGHT * WIDTH, np.float32))
+    for lo, hi in ((T0 - 1, T1), (T0, T1 + 1)):  # a window past the binned span
+        with pytest.raises(ValueError, match='out of range'):
+            kernels.record_voxels(records, lo, hi, WIDTH, HEIGHT, T0, SPAN, 5,
+                                  np.empty(5 * HEIGHT * WIDTH, np.float32))
+        with pytest.raises(ValueError, match='out of range'):
+            kernels.record_stack(records, lo, hi, WIDTH, HEIGHT, T0, SPAN, 3,
+                                 np.empty(2 * 3 * HEIGHT * WIDTH, np.float32), False, 5)
     with pytest.raises(TypeError, match='records must be'):
         kernels.record_voxels(memoryview(b'x' * 16)[::2], T0, T1, WIDTH, HEIGHT, T0, SPAN, 5,
                               np.empty(5 * HEIGHT * WIDTH, np.float32))

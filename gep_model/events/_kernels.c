@@ -216,8 +216,9 @@ typedef struct {
 } record_window;
 
 /* Parse records, lo, hi, width, height, t0, span, bins (args[0..7]) and the output buffer
- * args[8] of `channels` planes (per bin: `per_bin` planes) of `itemsize` bytes; -1 with an
- * exception. */
+ * args[8], per_bin * bins planes of `itemsize`-byte items; -1 with an exception. Where times
+ * are binned (span > 0, bins > 1), the window [lo, hi] must lie within [t0, t0 + span], so
+ * that every bin computed is one of the output's. */
 static int record_window_args(PyObject *const *args, const char *name, record_window *w,
                               long long per_bin, Py_ssize_t itemsize, buffer_arg *b)
 {
@@ -233,7 +234,10 @@ static int record_window_args(PyObject *const *args, const char *name, record_wi
     const long long plane = w->width * w->height;
     if (w->width < 1 || w->height < 1 || w->width > 0xFFFF + 1 || w->height > 0xFFFF + 1
         || w->bins < 1 || w->span < 0 || plane > INT32_MAX / (per_bin * w->bins)
-        || (w->span > 0 && w->bins > 1 && w->span > INT64_MAX / w->bins)
+        || (w->span > 0 && w->bins > 1
+            && (w->span > INT64_MAX / w->bins
+                || (w->lo <= w->hi && (w->lo < w->t0
+                                       || (uint64_t)w->hi - (uint64_t)w->t0 > (uint64_t)w->span))))
         || b[1].view.len / itemsize != per_bin * w->bins * plane) {
         PyErr_Format(PyExc_ValueError, "%s: mismatched lengths or a window out of range", name);
         return -1;
