@@ -222,7 +222,7 @@ def test_streams_interleaved_and_states_set_by_hand_keep_their_own_clock(bags_di
     # must each decode from their own state.
     raws = _raw(str(bags_dir / EVPY_1), typestore)
     first, second = raws[:40], raws[200:240]  # the second stream starts mid-recording
-    alone = [_decode_each(EventPacketDecoder(), raws) for raws in (first, second)]
+    alone = [_decode_each(EventPacketDecoder(), part) for part in (first, second)]
     a, b = EventPacketDecoder(), EventPacketDecoder()
     turns = [[], []]
     for one, two in zip(first, second):
@@ -230,7 +230,8 @@ def test_streams_interleaved_and_states_set_by_hand_keep_their_own_clock(bags_di
         turns[1].append(b.decode(two))
     _same_packets(turns[0], alone[0])
     _same_packets(turns[1], alone[1])
-    # b's state handed to a, then a's own again (the object a stored last, still b's cache).
+    # b's state handed to a (the object the kernel stored last: its kept copy is used), then
+    # a's earlier state (no longer the last stored: read from the tuple).
     (key, state_a), = a._states.items()
     assert b._states.keys() == {key}  # the same geometry
     a._states[key] = b._states[key]
