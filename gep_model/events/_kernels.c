@@ -119,10 +119,58 @@ done:
     return result;
 }
 
-/* Count planes (both polarities) of at least this many pixels prefetch each record's count
- * this many records ahead: 640x480 with 300k random events counted 1.3x to 1.45x faster in
- * a C harness (8, 12 or 24 ahead did no better); 346x260, which a cache holds, only lost. */
-#define PREFETCH_COUNTS (1 << 18)
+/* The window, sensor and time-bin arguments the binned record kernels share. */
+typedef struct {
+    long long lo, hi, width, height, t0, span, bins;
+} record_window;
+
+/* Parse records, lo, hi, width, height, t0, span, bins (args[0..7]) and the output buffer
+ * args[8], per_bin * bins planes of `itemsize`-byte items; -1 with an exception. Where times
+ * are binned (span > 0, bins > 1), the window [lo, hi] must lie within [t0, t0 + span], so
+ * that every bin computed is one of the output's. */
+static int record_window_args(PyObject *const *args, const char *name, record_window *w,
+                              long long per_bin, Py_ssize_t itemsize, buffer_arg *b)
+{
+    long long v[7];
+    for (int k = 0; k < 7; k++)
+        v[k] = PyLong_AsLongLong(args[1 + k]);
+    if (PyErr_Occurred())
+        return -1;
+    *w = (record_window){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+    if (get_buffer(args[0], &b[0], 0, 16, "records") < 0
+        || get_buffer(args[8], &b[1], 1, itemsize, "out") < 0)
+        return -1;
+    const long long plane = w->width * w->height;
+    if (w->width < 1 || w->height < 1 || w->width > 0xFFFF + 1 || w->height > 0xFFFF + 1
+        || w->bins < 1 || w->span < 0 || plane > INT32_MAX / (per_bin * w->bins)
+        || (w->span > 0 && w->bins > 1
+            && (w->span > INT64_MAX / w->bins
+                || (w->lo <= w->hi && (w->lo < w->t0
+                                       || (uint64_t)w->hi - (uint64_t)w->t0 > (uint64_t)w->span))))
+        || b[1].view.len / itemsize != per_bin * w->bins * plane) {
+        PyErr_Format(PyExc_ValueError, "%s: mismatched lengths or a window out of range", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether record rec lies in the window and on the sensor; its t, x, y, on then. */
+static inline int record_in(const uint8_t *rec, const record_window *w, int64_t *t,
+                            uint16_t *x, uint16_t *y, int *on)
+{
+    memcpy(t, rec, 8);
+    memcpy(x, rec + 8, 2);
+    memcpy(y, rec + 10, 2);
+    *on = rec[12] != 0;
+    return *t >= w->lo && *t <= w->hi && *x < w->width && *y < w->height;
+}
+
+/* Outputs of at least this many bytes (past a core's cache) prefetch each record's cell this
+ * many records ahead: in a C harness with 300k random events at 640x480, the polarity
+ * counts 1.3x to 1.45x faster (8, 12 or 24 ahead did no better), the stacked histogram (10
+ * bins) 9.9 to 5.0 ms, the voxel grid (5 bins) 5.7 to 4.2, the histogram 2.1 to 1.7;
+ * outputs that a cache holds (346x260 counts) only lost. */
+#define PREFETCH_BYTES (1 << 20)
 #define PREFETCH_AHEAD 16
 #if defined(__GNUC__) || defined(__clang__)
 #define PREFETCH_WRITE(p) __builtin_prefetch((p), 1, 3)
@@ -173,14 +221,19 @@ static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t
     uint8_t *pol = b[3].held ? (uint8_t *)b[3].view.buf : NULL;
     int32_t most = 0;
     Py_ssize_t kept = 0;
+    const record_window w = {lo, hi, width, height, lo, 0, 1};
     /* Counts past a core's cache (640x480: 2.4 MB) take each increment's line in ahead:
-     * the random increments otherwise wait for their lines one by one. */
-    const Py_ssize_t ahead = 2 * plane >= PREFETCH_COUNTS ? n - PREFETCH_AHEAD : 0;
+     * the random increments otherwise wait for their lines one by one. A look at the
+     * record PREFETCH_AHEAD on, rather than record_stack's queue, which measured 1.4x
+     * slower here (1.77 against 1.24 ms at 640x480 with 300k events). */
+    const Py_ssize_t ahead =
+        2 * plane * (long long)sizeof *counts >= PREFETCH_BYTES ? n - PREFETCH_AHEAD : 0;
     Py_BEGIN_ALLOW_THREADS
     memset(counts, 0, (size_t)(2 * plane) * sizeof *counts);
     for (Py_ssize_t i = 0; i < n; i++, rec += 16) {
         int64_t t;
         uint16_t x, y;
+        int on;
         if (i < ahead) {
             const uint8_t *next = rec + 16 * PREFETCH_AHEAD;
             memcpy(&x, next + 8, 2);
@@ -188,12 +241,8 @@ static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t
             if (x < width && y < height)
                 PREFETCH_WRITE(&counts[(next[12] != 0) * plane + (long long)y * width + x]);
         }
-        memcpy(&t, rec, 8);
-        memcpy(&x, rec + 8, 2);
-        memcpy(&y, rec + 10, 2);
-        if (t < lo || t > hi || x >= width || y >= height)
+        if (!record_in(rec, &w, &t, &x, &y, &on))
             continue;
-        const uint8_t on = rec[12] != 0;
         const int32_t at = (int32_t)(on * plane + (long long)y * width + x);
         const int32_t c = ++counts[at];
         most = c > most ? c : most;
@@ -208,52 +257,6 @@ static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t
 done:
     release(b, 4);
     return result;
-}
-
-/* The window, sensor and time-bin arguments the binned record kernels share. */
-typedef struct {
-    long long lo, hi, width, height, t0, span, bins;
-} record_window;
-
-/* Parse records, lo, hi, width, height, t0, span, bins (args[0..7]) and the output buffer
- * args[8], per_bin * bins planes of `itemsize`-byte items; -1 with an exception. Where times
- * are binned (span > 0, bins > 1), the window [lo, hi] must lie within [t0, t0 + span], so
- * that every bin computed is one of the output's. */
-static int record_window_args(PyObject *const *args, const char *name, record_window *w,
-                              long long per_bin, Py_ssize_t itemsize, buffer_arg *b)
-{
-    long long v[7];
-    for (int k = 0; k < 7; k++)
-        v[k] = PyLong_AsLongLong(args[1 + k]);
-    if (PyErr_Occurred())
-        return -1;
-    *w = (record_window){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
-    if (get_buffer(args[0], &b[0], 0, 16, "records") < 0
-        || get_buffer(args[8], &b[1], 1, itemsize, "out") < 0)
-        return -1;
-    const long long plane = w->width * w->height;
-    if (w->width < 1 || w->height < 1 || w->width > 0xFFFF + 1 || w->height > 0xFFFF + 1
-        || w->bins < 1 || w->span < 0 || plane > INT32_MAX / (per_bin * w->bins)
-        || (w->span > 0 && w->bins > 1
-            && (w->span > INT64_MAX / w->bins
-                || (w->lo <= w->hi && (w->lo < w->t0
-                                       || (uint64_t)w->hi - (uint64_t)w->t0 > (uint64_t)w->span))))
-        || b[1].view.len / itemsize != per_bin * w->bins * plane) {
-        PyErr_Format(PyExc_ValueError, "%s: mismatched lengths or a window out of range", name);
-        return -1;
-    }
-    return 0;
-}
-
-/* Whether record rec lies in the window and on the sensor; its t, x, y, on then. */
-static inline int record_in(const uint8_t *rec, const record_window *w, int64_t *t,
-                            uint16_t *x, uint16_t *y, int *on)
-{
-    memcpy(t, rec, 8);
-    memcpy(x, rec + 8, 2);
-    memcpy(y, rec + 10, 2);
-    *on = rec[12] != 0;
-    return *t >= w->lo && *t <= w->hi && *x < w->width && *y < w->height;
 }
 
 /* One record's cell and value in a binned output. */
@@ -296,20 +299,16 @@ static inline int record_item_of(const uint8_t *rec, const record_window *w, int
 
 /*
  * The records in the window, in order. Where the output is past a core's cache, each is found
- * QUEUE_AHEAD records before it is taken and its cell prefetched then, so that the random
- * updates do not wait for their lines one by one. In a C harness with random events: the
- * stacked histogram (10 bins) at 640x480 / 300k 9.9 to 5.0 ms, the voxel grid (5 bins) 5.7
- * to 4.2, the histogram 2.1 to 1.7.
+ * PREFETCH_AHEAD records before it is taken and its cell prefetched then, so that the random
+ * updates do not wait for their lines one by one, and its cell is computed once.
  */
-#define QUEUE_AHEAD 16
-#define PREFETCH_BYTES (1 << 20)
 
 typedef struct {
     const uint8_t *rec;
     Py_ssize_t n, next;  /* records, and the next one to look at */
     unsigned head, count;
     int prefetch;
-    record_item items[QUEUE_AHEAD];
+    record_item items[PREFETCH_AHEAD];
 } record_queue;
 
 static inline int queue_next(record_queue *q, const record_window *w, float *out, int kind,
@@ -321,8 +320,8 @@ static inline int queue_next(record_queue *q, const record_window *w, float *out
                 return 1;
         return 0;
     }
-    while (q->count < QUEUE_AHEAD && q->next < q->n) {
-        record_item *slot = &q->items[(q->head + q->count) % QUEUE_AHEAD];
+    while (q->count < PREFETCH_AHEAD && q->next < q->n) {
+        record_item *slot = &q->items[(q->head + q->count) % PREFETCH_AHEAD];
         if (record_item_of(q->rec + 16 * q->next++, w, kind, slot)) {
             if (q->prefetch)
                 PREFETCH_WRITE(&out[slot->cell]);
@@ -332,7 +331,7 @@ static inline int queue_next(record_queue *q, const record_window *w, float *out
     if (q->count == 0)
         return 0;
     *item = q->items[q->head];
-    q->head = (q->head + 1) % QUEUE_AHEAD;
+    q->head = (q->head + 1) % PREFETCH_AHEAD;
     q->count--;
     return 1;
 }
