@@ -496,7 +496,8 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
 static int use_wide;  /* set at import where the CPU has the instructions */
 
 /* The wide blocks' lane tables, filled at import (wide_tables). back_from[s]: byte k takes
- * byte k - 2^s of its 32-byte half (itself where there is none, then masked); previous_from:
+ * byte k - 2^s of its 32-byte half (itself where there is none, which leaves the running
+ * maximum as it is); previous_from:
  * 16-bit lane k takes lane k - 1; lane_from: byte k holds k % 32. */
 static uint8_t back_from[5][64], lane_from[64];
 static uint16_t previous_from[WIDE];
@@ -572,15 +573,10 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
     event_t *const ev = c->ev;
     trigger_t *const tr = c->tr;
     Py_ssize_t ne = c->ne, nt = c->nt;
-    /* The lane tables (see back_from), and where each step has a byte to take. */
+    /* The lane tables (see back_from). */
     __m512i back[5];
-    __mmask64 inside64[5];
-    __mmask32 inside32[5];
-    for (int s = 0; s < 5; s++) {
+    for (int s = 0; s < 5; s++)
         back[s] = _mm512_loadu_si512((const void *)back_from[s]);
-        inside32[s] = (__mmask32)(~0u << (1 << s));
-        inside64[s] = (__mmask64)inside32[s] | (__mmask64)inside32[s] << 32;
-    }
     const __m512i previous = _mm512_loadu_si512((const void *)previous_from);
     const __m512i lane_bytes = _mm512_loadu_si512((const void *)lane_from);
     while (end - i >= WIDE && c->ev_cap - ne >= WIDE) {
@@ -602,7 +598,7 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
         const uint64_t both = (uint64_t)is_low | (uint64_t)is_high << 32;
         __m512i at = _mm512_maskz_mov_epi8(both, lane_bytes);
         for (int s = 0; s < 5; s++)
-            at = _mm512_max_epu8(at, _mm512_maskz_permutexvar_epi8(inside64[s], back[s], at));
+            at = _mm512_max_epu8(at, _mm512_permutexvar_epi8(back[s], at));
         const uint32_t has_lo = is_low ? (uint32_t)-(is_low & -is_low) : 0;
         const uint32_t has_hi = is_high ? (uint32_t)-(is_high & -is_high) : 0;
         const __m512i w11 = _mm512_and_si512(w, m11);
@@ -613,8 +609,8 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
         } else {
             __m256i at_y = _mm256_maskz_mov_epi8(is_y, _mm512_castsi512_si256(lane_bytes));
             for (int s = 0; s < 5; s++)
-                at_y = _mm256_max_epu8(at_y, _mm256_maskz_permutexvar_epi8(
-                    inside32[s], _mm512_castsi512_si256(back[s]), at_y));
+                at_y = _mm256_max_epu8(at_y, _mm256_permutexvar_epi8(
+                    _mm512_castsi512_si256(back[s]), at_y));
             const uint32_t has_row = is_y ? (uint32_t)-(is_y & -is_y) : 0;
             row = _mm512_mask_mov_epi16(_mm512_set1_epi16((short)y), has_row,
                                         _mm512_permutexvar_epi16(_mm512_cvtepu8_epi16(at_y),
