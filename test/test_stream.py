@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 
 from gep_ros.msgtypes import EVENT_PACKET
+from gep_ros.wire import stream as stream_module
 from gep_ros.wire.cdr import WireError
 from gep_ros.wire.event_packet import encode_event_packet
-from gep_ros.wire.events import make_events
+from gep_ros.wire.events import EVENT_DTYPE, make_events, TRIGGER_DTYPE
 from gep_ros.wire.evt3_encoder import Evt3Encoder
+from gep_ros.wire.kernels import kernels
 from gep_ros.wire.std import Header
-from gep_ros.wire.stream import EventStream, SLEW
+from gep_ros.wire.stream import EventStream, shift_times, shift_times_numpy, SLEW
 
 OFFSET = 1_700_000_000 * 10**9  # sensor clock 0 = this ROS time
 
@@ -107,3 +109,94 @@ def test_the_whole_packet_shift_equals_the_per_event_slew(seed):
         want = _slewed_reference(events['t'].copy(), start, offset, target)
         stream._to_ros(sensor, target, events)
         assert events['t'].tolist() == want.tolist()
+
+
+def _records(rng, n, low, high, dtype=EVENT_DTYPE):
+    records = np.zeros(n, dtype)
+    records['t'] = np.sort(rng.integers(low, high, n, dtype=np.int64, endpoint=True))
+    return records
+
+
+def _both_ways(records, start, offset, target):
+    """Shift copies of records by the kernel and by numpy: ((t_max, times), (t_max, times))."""
+    kernel, by_numpy = records.copy(), records.copy()
+    got = shift_times(kernel, start, offset, target), kernel['t']
+    want = shift_times_numpy(by_numpy, start, offset, target), by_numpy['t']
+    return got, want
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_compiled_shift_equals_numpy(seed):
+    rng = np.random.default_rng(seed)
+    for dtype in (EVENT_DTYPE, TRIGGER_DTYPE):
+        for _ in range(40):
+            start = OFFSET // 10**6 + int(rng.integers(-10**7, 10**7))
+            offset = OFFSET + int(rng.integers(-10**9, 10**9))
+            # Events before and after the anchor, targets inside and outside the slew's room.
+            records = _records(rng, int(rng.integers(1, 300)), start - 10**6, start + 10**8,
+                               dtype)
+            target = offset + int(rng.integers(-10**7, 10**7)) * int(rng.choice([0, 1, 100]))
+            (t_max, got), (t_max_np, want) = _both_ways(records, start, offset, target)
+            assert t_max == t_max_np == int(records['t'].max())
+            assert got.tolist() == want.tolist()
+
+
+def test_compiled_shift_at_the_edges():
+    rng = np.random.default_rng(1)
+    records = _records(rng, 64, 10**9, 2 * 10**9)
+    start, offset = 10**9 - 10**6, 7
+    room = SLEW * (int(records['t'].min()) - start)  # 50_000 ns: an exact float
+    for target in (offset + 50_000, offset - 50_000, offset + 50_001, offset - 50_001):
+        (_, got), (_, want) = _both_ways(records, start, offset, target)
+        assert got.tolist() == want.tolist()
+        # Up to the room every event takes the whole target; a nanosecond more holds the
+        # first one back.
+        whole = abs(target - offset) <= room
+        assert (got[0] == records['t'][0] + target) == whole
+    # int64 sums wrap as numpy's do; a time before the anchor gets no room at all.
+    top = np.iinfo(np.int64).max
+    records = _records(rng, 16, top - 10**6, top)
+    for start, offset, target in ((top - 2 * 10**6, 10**6, 10**6 + 5), (top, 3, 10**9)):
+        (_, got), (_, want) = _both_ways(records, start, offset, target)
+        assert got.tolist() == want.tolist()
+    # A large array: the passes run without the GIL.
+    records = _records(rng, 70_000, 0, 10**9)
+    (_, got), (_, want) = _both_ways(records, -10**8, 0, 10**8)
+    assert got.tolist() == want.tolist()
+
+
+def test_shift_goes_the_numpy_way_where_the_kernel_does_not():
+    rng = np.random.default_rng(2)
+    records = _records(rng, 32, 0, 10**6)
+    # A difference float64 does not hold exactly, integers outside int64: the kernel
+    # declines and leaves the records as they were.
+    for args in ((0, 0, 2**60), (0, -2**62, 2**62), (2**70, 0, 0)):
+        copy = records.copy()
+        assert kernels.shift_times(copy, *args, SLEW) is None
+        assert copy.tolist() == records.tolist()
+    (_, got), (_, want) = _both_ways(records, 0, 0, 2**60)
+    assert got.tolist() == want.tolist()
+    with pytest.raises(OverflowError):
+        shift_times(records.copy(), 2**70, 0, 5)  # numpy's error, as before
+    # Strided views and read-only arrays are numpy's as well.
+    strided = records.copy()
+    shift_times(strided[::2], 0, 0, 10**5)
+    expected = records.copy()
+    shift_times_numpy(expected[::2], 0, 0, 10**5)
+    assert strided.tolist() == expected.tolist()
+    frozen = records.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match='read-only'):
+        shift_times(frozen, 0, 0, 10)
+
+
+def test_ros_clock_of_a_stream_is_the_same_through_numpy(monkeypatch):
+    packets, _ = jittery_packets(seconds=1.0, seed=3)
+    fast = EventStream(EVENT_PACKET, 'ros')
+    got = [fast.decode(p).events['t'].copy() for p in packets]
+    anchors = fast._anchor
+    monkeypatch.setattr(stream_module, 'shift_times', shift_times_numpy)
+    slow = EventStream(EVENT_PACKET, 'ros')
+    want = [slow.decode(p).events['t'].copy() for p in packets]
+    assert [a.tolist() for a in got] == [w.tolist() for w in want]
+    assert anchors == slow._anchor

@@ -44,7 +44,7 @@
 #endif
 
 /* Bumped whenever an argument list or a result tuple changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 5
+#define INTERFACE_VERSION 6
 
 typedef struct {
     int64_t t;
@@ -1923,6 +1923,33 @@ PyDoc_STRVAR(time_range_doc,
 "The smallest and largest t of a non-empty C-contiguous array of 16-byte event or trigger\n"
 "records (t, int64, first), in one pass.");
 
+/*
+ * The buffer of a non-empty array of 16-byte records (writable if asked) and the smallest and
+ * largest t, in one pass: the number of records, or -1 with an exception (nothing held).
+ */
+static Py_ssize_t records_span(PyObject *obj, Py_buffer *view, int writable, const char *who,
+                               int64_t *lo_out, int64_t *hi_out)
+{
+    if (arg_buffer(obj, view, writable, "records") < 0)
+        return -1;
+    const Py_ssize_t n = view->len / (Py_ssize_t)sizeof(event_t);
+    if (n == 0 || view->len % (Py_ssize_t)sizeof(event_t)) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "%s: a non-empty array of 16-byte records", who);
+        return -1;
+    }
+    const event_t *ev = (const event_t *)view->buf;
+    int64_t lo = ev[0].t, hi = ev[0].t;
+    for (Py_ssize_t k = 1; k < n; k++) {
+        const int64_t t = ev[k].t;
+        lo = t < lo ? t : lo;
+        hi = t > hi ? t : hi;
+    }
+    *lo_out = lo;
+    *hi_out = hi;
+    return n;
+}
+
 static PyObject *time_range(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -1931,23 +1958,80 @@ static PyObject *time_range(PyObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     Py_buffer eb;
-    if (arg_buffer(args[0], &eb, 0, "events") < 0)
+    int64_t lo, hi;
+    if (records_span(args[0], &eb, 0, "time_range", &lo, &hi) < 0)
         return NULL;
-    const Py_ssize_t n = eb.len / (Py_ssize_t)sizeof(event_t);
-    if (n == 0 || eb.len % (Py_ssize_t)sizeof(event_t)) {
-        PyBuffer_Release(&eb);
-        PyErr_SetString(PyExc_ValueError, "time_range: a non-empty array of 16-byte records");
-        return NULL;
-    }
-    const event_t *ev = (const event_t *)eb.buf;
-    int64_t lo = ev[0].t, hi = ev[0].t;
-    for (Py_ssize_t k = 1; k < n; k++) {
-        const int64_t t = ev[k].t;
-        lo = t < lo ? t : lo;
-        hi = t > hi ? t : hi;
-    }
     PyBuffer_Release(&eb);
     return Py_BuildValue("(LL)", (long long)lo, (long long)hi);
+}
+
+PyDoc_STRVAR(shift_times_doc,
+"shift_times(records, start, offset, target, slew) -> t_max or None\n\n"
+"Put the times of a non-empty C-contiguous writable array of 16-byte event or trigger\n"
+"records on the ROS clock, in place, as gep_ros.wire.stream does in numpy: where\n"
+"abs(target - offset) <= slew * max(t_min - start, 0) every t += target; otherwise each\n"
+"t += offset + int64(clip(float64(target - offset), -r, r)) with r = slew * float64(max(t -\n"
+"start, 0)), in int64 arithmetic that wraps. Returns the largest t before the shift; None,\n"
+"with nothing changed, where an integer is outside int64 or the fast check would not be\n"
+"exact in float64 (numpy's way then decides, and raises what it raises).");
+
+/* Records from here on take the GIL's release: long enough to let another thread run. */
+#define SHIFT_NOGIL_RECORDS 65536
+
+static PyObject *shift_times(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "shift_times(records, start, offset, target, slew)");
+        return NULL;
+    }
+    long long start, offset, target;
+    const double slew = PyFloat_AsDouble(args[4]);
+    if (slew == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (arg_ll(args[1], &start) < 0 || arg_ll(args[2], &offset) < 0
+        || arg_ll(args[3], &target) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return NULL;
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    Py_buffer rb;
+    int64_t lo, hi;
+    const Py_ssize_t n = records_span(args[0], &rb, 1, "shift_times", &lo, &hi);
+    if (n < 0)
+        return NULL;
+    event_t *const ev = (event_t *)rb.buf;
+    /* The fast check in Python's exact integers: abs(delta) <= slew * max(lo - start, 0),
+     * exact here while both differences fit int64 and abs(delta) is a float64 integer. */
+    const int64_t exact = (int64_t)1 << 53;
+    long long delta, span;
+    if (__builtin_sub_overflow(target, offset, &delta) || delta > exact || delta < -exact
+        || __builtin_sub_overflow((long long)lo, start, &span)) {
+        PyBuffer_Release(&rb);
+        Py_RETURN_NONE;
+    }
+    const int whole = (double)(delta < 0 ? -delta : delta) <= slew * (double)(span > 0 ? span : 0);
+    const uint64_t u_start = (uint64_t)start, u_offset = (uint64_t)offset;
+    const double d = (double)delta;
+    PyThreadState *released = n >= SHIFT_NOGIL_RECORDS ? PyEval_SaveThread() : NULL;
+    if (whole) {
+        for (Py_ssize_t k = 0; k < n; k++)
+            ev[k].t = (int64_t)((uint64_t)ev[k].t + (uint64_t)target);
+    } else {
+        for (Py_ssize_t k = 0; k < n; k++) {
+            const int64_t since = (int64_t)((uint64_t)ev[k].t - u_start);
+            const double room = slew * (double)(since > 0 ? since : 0);
+            /* numpy's clip: minimum(maximum(d, -room), room) */
+            const double above = d > -room ? d : -room;
+            const double held = above < room ? above : room;
+            ev[k].t = (int64_t)((uint64_t)ev[k].t + u_offset + (uint64_t)(int64_t)held);
+        }
+    }
+    if (released != NULL)
+        PyEval_RestoreThread(released);
+    PyBuffer_Release(&rb);
+    return PyLong_FromLongLong((long long)hi);
 }
 
 PyDoc_STRVAR(wide_blocks_doc,
@@ -2002,6 +2086,7 @@ static PyMethodDef methods[] = {
     {"event_array_message", (PyCFunction)(void (*)(void))event_array_message, METH_FASTCALL,
      event_array_message_doc},
     {"time_range", (PyCFunction)(void (*)(void))time_range, METH_FASTCALL, time_range_doc},
+    {"shift_times", (PyCFunction)(void (*)(void))shift_times, METH_FASTCALL, shift_times_doc},
     {NULL, NULL, 0, NULL},
 };
 

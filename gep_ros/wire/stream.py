@@ -22,8 +22,8 @@ import numpy as np
 from .cdr import WireError
 from .dvs import decode_event_array, EVENT_ARRAY
 from .event_packet import EVENT_PACKET, EventPacketDecoder
-from .events import TRIGGER_DTYPE
-from .kernels import time_span
+from .events import EVENT_DTYPE, TRIGGER_DTYPE
+from .kernels import kernels, time_span
 
 CLOCKS = ('ros', 'sensor')
 OFFSET_WINDOW_NS = 5_000_000_000
@@ -51,6 +51,35 @@ class StreamStats:
 
     def reject(self, reason):
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+def shift_times(records, start, offset, target):
+    """Put a non-empty event or trigger array's times on the ROS clock, in place.
+
+    Each t moves by offset plus (target - offset) clipped to the slew's room at t, SLEW * (t -
+    start) for t after start and 0 before; where no event is held back by that room, all
+    move by target at once. Returns the largest t before the shift. The compiled kernel does
+    both passes; `shift_times_numpy` is the same arithmetic in numpy, for arrays and
+    integers the kernel does not take.
+    """
+    if records.dtype in (EVENT_DTYPE, TRIGGER_DTYPE) and records.flags.c_contiguous \
+            and records.flags.writeable:
+        t_max = kernels.shift_times(records, start, offset, target, SLEW)
+        if t_max is not None:
+            return t_max
+    return shift_times_numpy(records, start, offset, target)
+
+
+def shift_times_numpy(records, start, offset, target):
+    """`shift_times` in numpy (float64 room and clip, int64 sums that wrap)."""
+    t_min, t_max = time_span(records)
+    times = records['t']
+    if abs(target - offset) <= SLEW * max(t_min - start, 0):
+        times += target  # no event is held back by the slew: the same sums
+    else:
+        room = SLEW * np.maximum(times - start, 0)
+        times += offset + np.clip(target - offset, -room, room).astype(np.int64)
+    return t_max
 
 
 class EventStream:
@@ -98,16 +127,10 @@ class EventStream:
         end = sensor_ns
         for records in arrays:
             if len(records):
-                t_min, t_max = time_span(records)
-                end = max(end, t_max)
-                times = records['t']
-                if abs(target - offset) <= SLEW * max(t_min - start, 0):
-                    times += target  # no event is held back by the slew: the same sums
-                    continue
-                room = SLEW * np.maximum(times - start, 0)
-                times += offset + np.clip(target - offset, -room, room).astype(np.int64)
+                end = max(end, shift_times(records, start, offset, target))
+        # numpy's clip of the int in float64, in Python floats (the same IEEE operations)
         room = SLEW * max(end - start, 0)
-        self._anchor = (end, offset + int(np.clip(target - offset, -room, room)))
+        self._anchor = (end, offset + int(min(max(float(target - offset), -room), room)))
 
     def decode(self, data):
         try:
