@@ -22,6 +22,10 @@ Rows against the code the compiled kernels replaced, in the same run:
   once a round, and the medians are compared, so that a busy machine slows them alike.
   Each of ours is one EventPacketDecoder for all rounds, its stream state set back at the
   start of a round, as a node keeps one decoder per topic (its array chunks stay warm).
+- On the same recordings, `_ros_clock_one_at_a_time`: every packet through
+  `EventStream.decode` onto the ROS clock (the node's default: decode, then the events
+  moved by the slewed clock offset), one `reset` stream for all rounds, against the same
+  with the numpy clock placement that the `shift_times` kernel replaced.
 """
 
 from pathlib import Path
@@ -41,6 +45,7 @@ from ..wire.evt3 import Evt3State, reference_decode
 from ..wire.evt3_encoder import Evt3Encoder
 from ..wire.image import decode_image, encode_image
 from ..wire.std import Header
+from ..wire.stream import EventStream, shift_times_numpy
 
 ROSBAGS = 'rosbags 0.11 deserialize_cdr/serialize_cdr'
 BATCH = 64  # messages per EventPacketDecoder.decode_batch call, as `gep bag` decodes
@@ -152,6 +157,20 @@ def bench_evt3(rng, quick):
 REAL_EVT3 = ('evpy_test_events_1', 'codecs_test_data_evt3_trigger')
 NUMPY_EVT3 = 'numpy EVT3 decoder (evt3_numpy, the code the kernel replaced)'
 FAERY = 'faery 0.7 Rust EVT3 file decoder, same words'
+NUMPY_CLOCK = ('EventStream.decode with the numpy clock placement (shift_times_numpy, the '
+               'code the kernel replaced)')
+
+
+class NumpyClockStream(EventStream):
+    """An EventStream that moves times onto the ROS clock with numpy, as before the kernel."""
+
+    shift = staticmethod(shift_times_numpy)
+
+
+def ros_clock(stream, raws):
+    """Decode every packet onto the ROS clock, the stream started afresh; return the events."""
+    stream.reset()
+    return sum(len(stream.decode(raw).events) for raw in raws)
 
 
 def bags_dir():
@@ -248,9 +267,13 @@ def bench_real_evt3(quick):
                 decoder.decode_batch(msgs[a:a + BATCH])
 
         per_packet = n // len(msgs)
+        on_ros, numpy_ros = EventStream(EVENT_PACKET, 'ros'), NumpyClockStream(EVENT_PACKET, 'ros')
+        n_ros = ros_clock(on_ros, raws)
         fns = {'one': ours_one, 'batch': ours_batched,
                'numpy_one': lambda: numpy_one_at_a_time(state, msgs),
-               'numpy_batch': lambda: numpy_batched(state, msgs)}
+               'numpy_batch': lambda: numpy_batched(state, msgs),
+               'ros': lambda: ros_clock(on_ros, raws),
+               'numpy_ros': lambda: ros_clock(numpy_ros, raws)}
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f'{name}.raw'
             if faery is not None:
@@ -267,7 +290,9 @@ def bench_real_evt3(quick):
         rows += [row(f'{label}_one_at_a_time', 'Mev/s', n / t['one'] / 1e6,
                      n / t['numpy_one'] / 1e6, NUMPY_EVT3),
                  row(f'{label}_batched', 'Mev/s', n / t['batch'] / 1e6,
-                     n / t['numpy_batch'] / 1e6, NUMPY_EVT3)]
+                     n / t['numpy_batch'] / 1e6, NUMPY_EVT3),
+                 row(f'{label}_ros_clock_one_at_a_time', 'Mev/s', n_ros / t['ros'] / 1e6,
+                     n_ros / t['numpy_ros'] / 1e6, NUMPY_CLOCK)]
         if faery is not None:
             rows += [row(f'{label}_one_at_a_time_vs_faery', 'Mev/s', n / t['one'] / 1e6,
                          n_faery / t['faery'] / 1e6, FAERY),
