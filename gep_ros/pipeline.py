@@ -210,8 +210,8 @@ class Pipeline:
         has_image = [frame is not None for frame in frames]
         frames = [self.no_frame if frame is None else frame.result() for frame in frames]
         t_rep = time.perf_counter()
-        outs = self.runtime.infer(torch.stack(reps), torch.stack(frames),
-                                  torch.tensor(has_image), streams=[j.camera for j in jobs])
+        outs = self.runtime.infer(_batch(reps), _batch(frames), torch.tensor(has_image),
+                                  streams=[j.camera for j in jobs])
         t_inf = time.perf_counter()
         self.stats.time('representation', (t_rep - t) * 1e3 / len(jobs))
         self.stats.time('inference', (t_inf - t_rep) * 1e3)
@@ -281,6 +281,11 @@ class Pipeline:
                 snap['dropped'][f'{name} events {reason}'] = n
         snap['queue'] = len(self.queue)
         return snap
+
+
+def _batch(tensors):
+    """Stack (C, H, W) tensors into (B, C, H, W); one is a view of itself, not a copy."""
+    return tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)
 
 
 def frame_input(image, size):

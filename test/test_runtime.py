@@ -59,6 +59,39 @@ def test_cpu_runtime_keeps_each_streams_state(artifact):
     np.testing.assert_allclose(fresh.depth, got[0].depth, rtol=1e-5, atol=1e-5)
 
 
+def test_a_whole_batch_in_order_is_not_copied_and_not_written(artifact):
+    events, images = windows(2, seed=4), windows(2, seed=5)
+    kept = events.clone(), images.clone()
+    runtime = make_runtime(artifact, 'cpu', max_batch=2)
+    seen = []
+    run = runtime._run
+
+    def spy(inputs):
+        seen.append({name: value.data_ptr() for name, value in inputs.items()})
+        return run(inputs)
+
+    runtime._run = spy
+    whole = runtime.infer(events, images, streams=['a', 'b'])
+    # The step gets the caller's own tensors, and only reads them.
+    assert seen[0]['event'] == events.data_ptr() and seen[0]['image'] == images.data_ptr()
+    assert torch.equal(events, kept[0]) and torch.equal(images, kept[1])
+    # A strided batch (a frame expanded from grey) and rows taken in rounds are gathered:
+    # the same outputs as the whole contiguous batch.
+    strided = make_runtime(artifact, 'cpu', max_batch=2)
+    strided._run = spy
+    grey = images[:, :1].expand(-1, 3, -1, -1)
+    split = strided.infer(events, grey, streams=['a', 'b'])
+    assert seen[1]['image'] != grey.data_ptr()
+    alone = make_runtime(artifact, 'cpu', max_batch=2)
+    alone = alone.infer(events, grey.contiguous(), streams=['a', 'b'])
+    for x, y in zip(split, alone):
+        np.testing.assert_array_equal(x.depth, y.depth)
+    rounds = make_runtime(artifact, 'cpu', max_batch=2).infer(
+        torch.cat([events, events]), torch.cat([images, images]), streams=['a', 'b', 'a', 'b'])
+    for x, y in zip(rounds[:2], whole):
+        np.testing.assert_array_equal(x.depth, y.depth)
+
+
 def test_a_stream_past_its_context_keeps_running(artifact):
     runtime = make_runtime(artifact, 'cpu')
     n = artifact.config.temporal.max_windows + 3
