@@ -244,7 +244,8 @@ def bench_cutter(quick):
         n = per_packet * len(packets)
         for msgtype, name in ((EVENT_ARRAY, 'eventarray'), (EVENT_PACKET, 'evt3')):
             messages = encode_stream(packets, msgtype, width, height)
-            runs = [cutter_seconds(messages, msgtype) for _ in range(3 if quick else 5)]
+            # Each run is a few tens of milliseconds: many of them for a steady median.
+            runs = [cutter_seconds(messages, msgtype) for _ in range(7 if quick else 21)]
             t_ours = statistics.median(r[0] for r in runs)
             # rosbags builds Python objects per event (or decodes word by word): time a slice.
             sample = messages[:max(2, 40_000 // per_packet)]
