@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from gep_ros.bench.wire import NumpyClockStream
 from gep_ros.msgtypes import EVENT_PACKET
 from gep_ros.wire.cdr import WireError
 from gep_ros.wire.event_packet import encode_event_packet
@@ -189,16 +190,12 @@ def test_shift_goes_the_numpy_way_where_the_kernel_does_not():
         shift_times(frozen, 0, 0, 10)
 
 
-class NumpyClock(EventStream):
-    shift = staticmethod(shift_times_numpy)
-
-
 def test_ros_clock_of_a_stream_is_the_same_through_numpy():
     packets, _ = jittery_packets(seconds=1.0, seed=3)
     fast = EventStream(EVENT_PACKET, 'ros')
     got = [fast.decode(p).events['t'].copy() for p in packets]
     anchors = fast._anchor
-    slow = NumpyClock(EVENT_PACKET, 'ros')
+    slow = NumpyClockStream(EVENT_PACKET, 'ros')  # the benchmark's baseline
     want = [slow.decode(p).events['t'].copy() for p in packets]
     assert [a.tolist() for a in got] == [w.tolist() for w in want]
     assert anchors == slow._anchor
