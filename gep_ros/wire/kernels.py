@@ -37,12 +37,21 @@ _check_layout()
 kernels.setup(np.empty, EVENT_DTYPE, TRIGGER_DTYPE, np.dtype('<i8'))
 
 
+def as_records(records):
+    """Whether the kernels read this array as their 16-byte records.
+
+    That is an event or trigger array, C-contiguous; other arrays with a `t` field (strided
+    views, other dtypes) go to numpy.
+    """
+    return records.dtype in (EVENT_DTYPE, TRIGGER_DTYPE) and records.flags.c_contiguous
+
+
 def time_span(records):
     """Return (t_min, t_max) of a non-empty event or trigger array, in one compiled pass.
 
     Any other array with a `t` field (a view with strides, another dtype) goes to numpy.
     """
-    if records.dtype in (EVENT_DTYPE, TRIGGER_DTYPE) and records.flags.c_contiguous:
+    if as_records(records):
         return kernels.time_range(records)
     t = records['t']
     return int(t.min()), int(t.max())

@@ -22,8 +22,8 @@ import numpy as np
 from .cdr import WireError
 from .dvs import decode_event_array, EVENT_ARRAY
 from .event_packet import EVENT_PACKET, EventPacketDecoder
-from .events import EVENT_DTYPE, TRIGGER_DTYPE
-from .kernels import kernels, time_span
+from .events import TRIGGER_DTYPE
+from .kernels import as_records, kernels, time_span
 
 CLOCKS = ('ros', 'sensor')
 OFFSET_WINDOW_NS = 5_000_000_000
@@ -62,8 +62,7 @@ def shift_times(records, start, offset, target):
     both passes; `shift_times_numpy` is the same arithmetic in numpy, for arrays and
     integers the kernel does not take.
     """
-    if records.dtype in (EVENT_DTYPE, TRIGGER_DTYPE) and records.flags.c_contiguous \
-            and records.flags.writeable:
+    if as_records(records) and records.flags.writeable:
         t_max = kernels.shift_times(records, start, offset, target, SLEW)
         if t_max is not None:
             return t_max
