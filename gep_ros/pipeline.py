@@ -205,8 +205,8 @@ class Pipeline:
                   if job.image is not None and self.frames_in else None for job in jobs]
         for job in jobs:
             self.stats.time('queued', (t - job.queued) * 1e3)
-            rep = self.representation(job.events, job.t0, job.t1, *job.sensor)
-            reps.append(fit_to_input(rep, self.input_size))
+            reps.append(self.representation.render_fitted(job.events, job.t0, job.t1,
+                                                          *job.sensor, self.input_size))
         has_image = [frame is not None for frame in frames]
         frames = [self.no_frame if frame is None else frame.result() for frame in frames]
         t_rep = time.perf_counter()

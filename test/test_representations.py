@@ -19,7 +19,8 @@ import torch.nn.functional as F  # noqa: N812 (the conventional alias)
 from gep_model.events import (EventTensors, fit_to_input, make_representation,
                               nonzero_percentile, reference, render_batch,
                               representation_names, round_to_patch, window_events)
-from gep_model.events.fit import antialias_taps, resize_antialiased, resize_arithmetic
+from gep_model.events.fit import antialias_taps, resize_antialiased, resize_arithmetic, \
+    resize_call
 from gep_model.events.records import RECORD_DTYPE
 from gep_ros.wire.events import EVENT_DTYPE
 
@@ -642,6 +643,72 @@ def test_polarity_image_from_records_is_the_image_of_the_window(order):
         rep(raw, T0, T1, 0, WIDTH)
 
 
+@pytest.mark.parametrize('hot', [0, 255, 256, 257, 1000])
+def test_polarity_thresholds_of_records_with_a_hot_pixel(hot):
+    # record_polarity histograms the counts as they grow while no count passes 255, and
+    # otherwise by a pass over the pixels: both give numpy's percentile, as host_counts (its
+    # numpy thresholds) and nonzero_percentile (torch, over the images) compute it.
+    from gep_model.events.polarity_rgb import host_counts, record_counts
+    events = np.concatenate([random_events(3, n=3000, hot=True),
+                             random_events(4, n=max(hot, 3))[:hot]])
+    events['x'][3000:], events['y'][3000:], events['p'][3000:] = 5, 7, 1
+    events['t'][3000:] = T0 + 10
+    for pct in (0.0, 12.5, 50.0, 90.0, 99.5, 100.0):
+        counts, bins, thresholds = record_counts(events, T0, T1, HEIGHT, WIDTH, pct)
+        want_counts, want_bins, want = host_counts(
+            window_events(events, T0, T1, HEIGHT, WIDTH), pct)
+        assert torch.equal(counts, want_counts) and bins == want_bins
+        assert counts.max() >= hot
+        assert torch.equal(_bits(thresholds), _bits(want)), pct
+        images = nonzero_percentile(counts.view(2, -1), pct)
+        assert torch.equal(_bits(thresholds), _bits(images)), pct
+
+
+class _Calls:
+    """The compiled kernels, counting the calls of one of them."""
+
+    def __init__(self, kernels, name):
+        self.kernels, self.name, self.calls = kernels, name, 0
+
+    def __getattr__(self, attr):
+        if attr == self.name:
+            self.calls += 1
+        return getattr(self.kernels, attr)
+
+
+@pytest.mark.parametrize('order', ['rgb', 'bgr'])
+def test_fitted_polarity_image_is_the_resized_image(order, monkeypatch):
+    # render_fitted, the pipeline's input in one call: records in CPU memory are drawn row by
+    # row as the compiled resize reads them (draw_resize), never whole; the same bits as
+    # fit_to_input of the image. Where fit_to_input resizes by torch (enlarging) or does not
+    # resize, so does render_fitted.
+    from gep_model.events import polarity_rgb
+    from gep_model.events.fit import compiled_resize
+    spy = _Calls(polarity_rgb.kernels, 'draw_resize')
+    monkeypatch.setattr(polarity_rgb, 'kernels', spy)
+    rep = make_representation('polarity_rgb', percentile=90.0, channel_order=order)
+    cases = [((260, 346), 30_000, (252, 350)), ((480, 640), 20_000, (476, 644)),
+             ((100, 120), 3, (56, 84)), ((100, 120), 0, (56, 84)),
+             ((HEIGHT, WIDTH), 400, (HEIGHT, WIDTH)), ((HEIGHT, WIDTH), 400, (28, 28))]
+    for seed, ((height, width), n, size) in enumerate(cases):
+        raw = random_events(seed, n=max(n, 3), height=height, width=width,
+                            hot=seed % 2 == 0)[:n]
+        compiled = compiled_resize(height, width, *size) is not None
+        for t0, t1 in ((T0, T1), (T0 + 0.5, T1 - 0.25)):
+            image = rep.render(window_events(raw, t0, t1, height, width), t0, t1)
+            calls = spy.calls
+            got = rep.render_fitted(raw, t0, t1, height, width, size)
+            assert spy.calls == calls + compiled, (height, width, size)
+            assert torch.equal(_bits(got), _bits(fit_to_input(image, size))), (seed, t0)
+    assert spy.calls > 0
+    raw = random_events(9, n=900, hot=True)
+    tensors = window_events(raw, T0, T1, HEIGHT, WIDTH)  # not records: rendered, then resized
+    assert torch.equal(rep.render_fitted(tensors, T0, T1, HEIGHT, WIDTH, (8, 10)),
+                       fit_to_input(rep(tensors, T0, T1, HEIGHT, WIDTH), (8, 10)))
+    assert torch.equal(rep.render_fitted(raw[::2], T0, T1, HEIGHT, WIDTH, (8, 10)),
+                       fit_to_input(rep(raw[::2], T0, T1, HEIGHT, WIDTH), (8, 10)))
+
+
 @pytest.mark.parametrize('name, params', [
     ('polarity_rgb', {}), ('histogram', {}), ('voxel_grid', {'bins': 5}),
     ('stacked_histogram', {'bins': 10, 'count_cutoff': 3})])
@@ -744,6 +811,20 @@ def test_polarity_kernels_refuse_what_would_overrun():
         long_counts[at] = value
         with pytest.raises(ValueError, match='at or above bins'):
             kernels.draw_polarity(long_counts, 20, 5, 2.0, 1.0, np.empty(3 * 20, np.float32))
+    records = random_events(0, n=10)
+    thresholds = np.empty(2, np.float32)
+    with pytest.raises(ValueError, match='mismatched'):
+        kernels.record_polarity(records, T0, T1, 3, 2, 90.0, counts[:-1], thresholds)
+    for pct in (-1.0, 100.5, float('nan')):
+        with pytest.raises(ValueError, match='percentile outside'):
+            kernels.record_polarity(records, T0, T1, 3, 2, pct, counts, thresholds)
+    out, args = resize_call(3, 2, 3, 1, 2, False)
+    with pytest.raises(ValueError, match='at or above bins'):
+        kernels.draw_resize(counts, 5, 2.0, 1.0, False, *args)
+    kernels.draw_resize(counts, 6, 2.0, 1.0, False, *args)
+    _, ones = resize_call(1, 2, 3, 1, 2, False)
+    with pytest.raises(ValueError, match='mismatched'):  # one channel: no polarity image
+        kernels.draw_resize(counts[:6], 6, 2.0, 1.0, False, *ones)
     x, y = np.array([1, 20], np.int64), np.array([0, 0], np.int64)
     p = np.zeros(2, np.uint8)
     with pytest.raises(ValueError, match='outside the counts'):

@@ -1,15 +1,18 @@
 /*
  * Compiled kernels of gep_model.events for tensors in CPU memory: GEP's polarity image in
  * three passes (the counts, the histogram of the counts, the image) instead of a dozen torch
- * operations, each a pass over the events or the pixels with its own dispatch; the
- * histograms and the voxel grid of the pipeline's event records in one pass each, in the
- * order and arithmetic of their torch code (gep_model/events/records.py); and the
- * antialiased resize of fit_to_input in two passes with torch's weights and arithmetic.
+ * operations, each a pass over the events or the pixels with its own dispatch, and for the
+ * pipeline's event records in two (the counts, histogrammed as they grow, then the image
+ * drawn row by row into the resize); the histograms and the voxel grid of event records in
+ * one pass each, in the order and arithmetic of their torch code
+ * (gep_model/events/records.py); and the antialiased resize of fit_to_input in two passes
+ * with torch's weights and arithmetic.
  *
  * Plain C99 against Python's C API and its buffer protocol only (no numpy or torch headers):
- * the Python side (polarity_rgb.py) passes the tensors' memory as numpy views, checks shapes
- * and types, and keeps the arithmetic that is not a pass (the percentile from the histogram)
- * in numpy, so that the two paths, this one and torch's on other devices, share it.
+ * the Python side (polarity_rgb.py) passes the tensors' memory as numpy views and checks
+ * shapes and types. The percentile's arithmetic from the histogram is numpy's for tensors
+ * (polarity_rgb._host_thresholds, shared with torch's path on other devices) and its C port
+ * here for records (count_threshold); the tests compare the two.
  * The image values are those of polarity_rgb.draw_polarity, bit for bit (the tests compare).
  */
 
@@ -27,7 +30,7 @@
 #endif
 
 /* Bumped whenever an argument list or a result changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 5
+#define INTERFACE_VERSION 6
 
 typedef struct {
     Py_buffer view;
@@ -178,49 +181,100 @@ static inline int record_in(const uint8_t *rec, const record_window *w, int64_t 
 #define PREFETCH_WRITE(p) ((void)(p))
 #endif
 
-PyDoc_STRVAR(record_counts_doc,
-"record_counts(records, lo, hi, width, height, counts, index, p) -> (kept, max_count)\n\n"
-"polarity_counts straight from event records (16 bytes: int64 t at 0, uint16 x at 8, uint16\n"
-"y at 10, uint8 p at 12, as gep_ros.wire.events.EVENT_DTYPE): the events on the width x\n"
-"height sensor with lo <= t <= hi are counted, in order, their count index and polarity\n"
-"(0 or 1) written to index[:kept] and p[:kept] (int32 and uint8, one per record; both None:\n"
-"not written); the others are skipped, as window_events drops them.");
+/* Sub-histograms that consecutive items alternate between, so that runs of one value (empty
+ * pixels, first events) do not wait on each other's increments. */
+#define SUB_HISTOGRAMS 4
 
-static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* Counts up to this many events a pixel are histogrammed as they are counted: an increment
+ * that brings a count to k adds one to reached[k], the pixels that counted at least k. A
+ * window with a larger count takes a pass over the pixels for its histogram instead. */
+#define REACHED_BINS 256
+
+/* The count at `rank` (from 0) among the sorted nonzero counts of hist (hist[k] pixels
+ * counted k, 1 <= k < bins): the smallest k whose running sum passes rank, which is
+ * numpy.searchsorted(cumsum(hist[1:]), rank, 'right') + 1. */
+static long long ranked_count(const int64_t *hist, long long bins, long long rank)
+{
+    long long seen = 0;
+    for (long long k = 1; k < bins; k++) {
+        seen += hist[k];
+        if (seen > rank)
+            return k;
+    }
+    return bins;  /* only past the last nonzero count, which no caller asks for */
+}
+
+/* polarity_rgb._host_thresholds of one count plane's histogram, step by step in its types:
+ * numpy's linear percentile of the nonzero counts, 0 without any. */
+static float count_threshold(const int64_t *hist, long long bins, double percentile)
+{
+    long long nonzero = 0;
+    for (long long k = 1; k < bins; k++)
+        nonzero += hist[k];
+    if (nonzero == 0)
+        return 0.0f;
+    const double virtual_index = (double)(nonzero - 1) * (percentile / 100.0);
+    const long long low = (long long)virtual_index;  /* floor: the index is at least 0 */
+    const double gamma = virtual_index - (double)low;
+    const long long high = low + 1 < nonzero - 1 ? low + 1 : nonzero - 1;
+    const float a = (float)ranked_count(hist, bins, low);
+    const float b = (float)ranked_count(hist, bins, high);
+    const float diff = b - a;
+    if (gamma >= 0.5)
+        return b - diff * (float)(1.0 - gamma);
+    return a + diff * (float)gamma;
+}
+
+PyDoc_STRVAR(record_polarity_doc,
+"record_polarity(records, lo, hi, width, height, percentile, counts, thresholds) -> bins\n\n"
+"GEP's polarity image up to the drawing, from event records (16 bytes: int64 t at 0, uint16\n"
+"x at 8, uint16 y at 10, uint8 p at 12, as gep_ros.wire.events.EVENT_DTYPE) in one call. The\n"
+"events on the width x height sensor with lo <= t <= hi are counted per polarity and pixel\n"
+"into counts (int32, 2 * height * width: the OFF plane, then the ON plane), the others\n"
+"skipped as window_events drops them; thresholds (float32, 2: OFF, ON) get each plane's\n"
+"percentile of its nonzero counts, as polarity_rgb._host_thresholds computes it from their\n"
+"histogram. Returns bins, one more than the largest count.");
+
+static PyObject *record_polarity(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
     if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError,
-                        "record_counts(records, lo, hi, width, height, counts, index, p)");
+        PyErr_SetString(PyExc_TypeError, "record_polarity(records, lo, hi, width, height, "
+                                         "percentile, counts, thresholds)");
         return NULL;
     }
-    buffer_arg b[4];
+    buffer_arg b[3];
     memset(b, 0, sizeof b);
     PyObject *result = NULL;
     long long lo = PyLong_AsLongLong(args[1]), hi = PyLong_AsLongLong(args[2]);
     long long width = PyLong_AsLongLong(args[3]), height = PyLong_AsLongLong(args[4]);
+    double percentile = PyFloat_AsDouble(args[5]);
     if (PyErr_Occurred())
         return NULL;
     if (get_buffer(args[0], &b[0], 0, 16, "records") < 0
-        || get_buffer(args[5], &b[1], 1, 4, "counts") < 0
-        || ((args[6] != Py_None || args[7] != Py_None)
-            && (get_buffer(args[6], &b[2], 1, 4, "index") < 0
-                || get_buffer(args[7], &b[3], 1, 1, "p") < 0)))
+        || get_buffer(args[6], &b[1], 1, 4, "counts") < 0
+        || get_buffer(args[7], &b[2], 1, 4, "thresholds") < 0)
         goto done;
     const Py_ssize_t n = b[0].view.len / 16;
     const long long plane = width * height;
     if (width < 1 || height < 1 || width > 0xFFFF + 1 || height > 0xFFFF + 1
-        || plane > INT32_MAX / 2 || b[1].view.len / 4 != 2 * plane
-        || (b[2].held && (b[2].view.len / 4 != n || b[3].view.len != n))) {
-        PyErr_SetString(PyExc_ValueError, "record_counts: mismatched lengths");
+        || plane > INT32_MAX / 2 || b[1].view.len / 4 != 2 * plane || b[2].view.len / 4 != 2
+        || !(percentile >= 0.0 && percentile <= 100.0)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "record_polarity: mismatched lengths or a percentile outside [0, 100]");
         goto done;
     }
     const uint8_t *rec = (const uint8_t *)b[0].view.buf;
     int32_t *counts = (int32_t *)b[1].view.buf;
-    int32_t *index = b[2].held ? (int32_t *)b[2].view.buf : NULL;
-    uint8_t *pol = b[3].held ? (uint8_t *)b[3].view.buf : NULL;
+    float *thresholds = (float *)b[2].view.buf;
+    /* reached[j][q][k]: plane q's pixels that counted at least k, from the records i with i
+     * % SUB_HISTOGRAMS == j (so that runs of first events do not wait on one another's
+     * increments); at most plane each, as each pixel reaches each count once. */
+    int32_t reached[SUB_HISTOGRAMS][2][REACHED_BINS + 1];
+    int64_t small[2 * (REACHED_BINS + 1)];
+    int64_t *hist = NULL;
     int32_t most = 0;
-    Py_ssize_t kept = 0;
+    long long bins = 1;
     const record_window w = {lo, hi, width, height, lo, 0, 1};
     /* Counts past a core's cache (640x480: 2.4 MB) take each increment's line in ahead:
      * the random increments otherwise wait for their lines one by one. A look at the
@@ -229,6 +283,7 @@ static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t
     const Py_ssize_t ahead =
         2 * plane * (long long)sizeof *counts >= PREFETCH_BYTES ? n - PREFETCH_AHEAD : 0;
     Py_BEGIN_ALLOW_THREADS
+    memset(reached, 0, sizeof reached);
     memset(counts, 0, (size_t)(2 * plane) * sizeof *counts);
     for (Py_ssize_t i = 0; i < n; i++, rec += 16) {
         int64_t t;
@@ -243,19 +298,41 @@ static PyObject *record_counts(PyObject *self, PyObject *const *args, Py_ssize_t
         }
         if (!record_in(rec, &w, &t, &x, &y, &on))
             continue;
-        const int32_t at = (int32_t)(on * plane + (long long)y * width + x);
-        const int32_t c = ++counts[at];
+        const int32_t c = ++counts[on * plane + (long long)y * width + x];
         most = c > most ? c : most;
-        if (index != NULL) {
-            index[kept] = at;
-            pol[kept] = on;
-        }
-        kept++;
+        reached[i % SUB_HISTOGRAMS][on][c < REACHED_BINS ? c : REACHED_BINS] += 1;
     }
+    bins = (long long)most + 1;
+    hist = bins <= REACHED_BINS ? small : PyMem_RawCalloc((size_t)(2 * bins), sizeof *hist);
+    if (hist == small) {
+        /* hist[k] = reached[k] - reached[k + 1]; the pixels that never counted are not
+         * needed (the percentile is of the nonzero counts). */
+        for (int q = 0; q < 2; q++)
+            for (long long k = 1; k < bins; k++) {
+                int64_t at_least = 0, past = 0;
+                for (int j = 0; j < SUB_HISTOGRAMS; j++) {
+                    at_least += reached[j][q][k];
+                    past += reached[j][q][k + 1];
+                }
+                hist[q * bins + k] = at_least - past;
+            }
+    } else if (hist != NULL) {
+        for (int q = 0; q < 2; q++)
+            for (long long k = 0; k < plane; k++)
+                hist[q * bins + counts[q * plane + k]] += 1;
+    }
+    if (hist != NULL)
+        for (int q = 0; q < 2; q++)
+            thresholds[q] = count_threshold(hist + q * bins, bins, percentile);
     Py_END_ALLOW_THREADS
-    result = Py_BuildValue("(nl)", kept, (long)most);
+    if (hist == NULL)
+        PyErr_NoMemory();
+    else
+        result = PyLong_FromLongLong(bins);
+    if (hist != small)
+        PyMem_RawFree(hist);
 done:
-    release(b, 4);
+    release(b, 3);
     return result;
 }
 
@@ -338,7 +415,7 @@ static inline int queue_next(record_queue *q, const record_window *w, float *out
 
 PyDoc_STRVAR(record_stack_doc,
 "record_stack(records, lo, hi, width, height, t0, span, bins, counts, polarity_major, cutoff)\n\n"
-"Count event records (as record_counts reads them; lo <= t <= hi and on the sensor) per time\n"
+"Count event records (as record_polarity reads them; lo <= t <= hi and on the sensor) per time\n"
 "bin, polarity and pixel into counts (float32, 2 * bins planes of height x width, zeroed\n"
 "here), each count stopping at cutoff (at most 2^24, where float32 still counts one by one):\n"
 "bin = floor((t - t0) * bins / span) within [0, bins - 1] (0 where span is 0), as\n"
@@ -392,7 +469,7 @@ done:
 
 PyDoc_STRVAR(record_voxels_doc,
 "record_voxels(records, lo, hi, width, height, t0, span, bins, grid)\n\n"
-"voxel_grid.VoxelGrid.render of event records (as record_counts reads them) into grid\n"
+"voxel_grid.VoxelGrid.render of event records (as record_polarity reads them) into grid\n"
 "(float32, bins planes of height x width, zeroed here), in torch's arithmetic: tau =\n"
 "float64(t - t0) * (bins - 1) / span (0 where span is 0 or bins is 1), the polarity value\n"
 "(+1 / -1) times 1 - frac and frac in float64, each rounded to float32, then added in\n"
@@ -508,10 +585,6 @@ PyDoc_STRVAR(pixel_histogram_doc,
 "hist (int64, 2 * bins, zeroed by the caller): hist[q * bins + k] is the number of pixels of\n"
 "the count plane q (the two halves of counts, int32) that counted k, for k < bins; the same\n"
 "as count_histogram's seen / k for k >= 1, by a pass over the pixels instead of the events.");
-
-/* Sub-histograms that consecutive pixels alternate between, so that runs of one count (the
- * empty pixels) do not wait on each other's increments. */
-#define SUB_HISTOGRAMS 4
 
 static PyObject *pixel_histogram(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -656,6 +729,24 @@ static int draw_pixels(DRAW_ARGS)
     return draw_plain(off_counts, on_counts, plane, table, last, red, green, blue);
 }
 
+/* The normalised intensity of every count value below bins, per polarity (OFF's, then ON's):
+ * min(c, s) / s in float32 as torch computes it, looked up instead of divided per pixel. A
+ * threshold s of 0 (no events) divides by 1. NULL when out of memory (no exception set). */
+static float *polarity_table(long long bins, double off_threshold, double on_threshold)
+{
+    float *table = PyMem_RawMalloc((size_t)(2 * bins) * sizeof *table);
+    if (table == NULL)
+        return NULL;
+    const float scale[2] = {(float)off_threshold > 0.0f ? (float)off_threshold : 1.0f,
+                            (float)on_threshold > 0.0f ? (float)on_threshold : 1.0f};
+    for (int row = 0; row < 2; row++)
+        for (long long k = 0; k < bins; k++) {
+            const float c = (float)k, s = scale[row];
+            table[row * bins + k] = (c < s ? c : s) / s;
+        }
+    return table;
+}
+
 PyDoc_STRVAR(draw_polarity_doc,
 "draw_polarity(counts, plane, bins, off_threshold, on_threshold, image)\n\n"
 "GEP's polarity image from the int32 counts (OFF plane, then ON; each below bins) into image\n"
@@ -687,9 +778,7 @@ static PyObject *draw_polarity(PyObject *self, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_ValueError, "draw_polarity: mismatched lengths");
         goto done;
     }
-    /* The normalised intensity of every count value, per polarity: min(c, s) / s in float32
-     * as torch computes it, looked up instead of divided per pixel. */
-    table = PyMem_Malloc((size_t)(2 * bins) * sizeof *table);
+    table = polarity_table(bins, off_t, on_t);
     if (table == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -698,13 +787,6 @@ static PyObject *draw_polarity(PyObject *self, PyObject *const *args, Py_ssize_t
     float *red = (float *)b[1].view.buf, *green = red + plane, *blue = green + plane;
     int bad = 0;
     Py_BEGIN_ALLOW_THREADS
-    const float scale[2] = {(float)off_t > 0.0f ? (float)off_t : 1.0f,
-                            (float)on_t > 0.0f ? (float)on_t : 1.0f};
-    for (int row = 0; row < 2; row++)
-        for (long long k = 0; k < bins; k++) {
-            const float c = (float)k, s = scale[row];
-            table[row * bins + k] = (c < s ? c : s) / s;
-        }
     bad = draw_pixels(off_counts, on_counts, plane, table, (uint32_t)(bins - 1), red, green,
                       blue);
     Py_END_ALLOW_THREADS
@@ -713,7 +795,7 @@ static PyObject *draw_polarity(PyObject *self, PyObject *const *args, Py_ssize_t
     else
         result = Py_NewRef(Py_None);
 done:
-    PyMem_Free(table);
+    PyMem_RawFree(table);
     release(b, 2);
     return result;
 }
@@ -727,7 +809,35 @@ done:
  * build uses them (x86 with FMA, aarch64) and by a product then a sum where it does not.
  * Python (fit.py) takes the taps and weights from torch itself and checks once per process
  * which of the two variants gives torch's bits; the two are one loop nest, written once.
+ *
+ * The rows come from an image (resize_aa) or are drawn one at a time from the polarity
+ * image's counts (draw_resize): the same values as draw_polarity's image, which is then
+ * never written whole.
  */
+typedef struct {
+    const float *image;     /* (channels, height, width), or NULL: rows drawn from counts */
+    const int32_t *counts;  /* the OFF, then the ON count plane */
+    const float *table;     /* polarity_table's, with counts below last + 1 */
+    uint32_t last;
+    int bgr;                /* channels B, G, R instead of R, G, B */
+    float *row;             /* R, G, B of the row drawn last: 3 * width */
+    int bad;                /* a count above last was drawn (clamped) */
+} resize_source;
+
+/* Row y of channel c; a drawn row is drawn once, for its first channel. */
+static inline const float *source_row(resize_source *s, Py_ssize_t c, Py_ssize_t y,
+                                      Py_ssize_t height, Py_ssize_t width)
+{
+    if (s->image != NULL)
+        return s->image + (c * height + y) * width;
+    if (c == 0) {
+        const int32_t *off = s->counts + y * width;
+        s->bad |= draw_pixels(off, off + height * width, width, s->table, s->last, s->row,
+                              s->row + width, s->row + 2 * width);
+    }
+    return s->row + (s->bgr ? 2 - c : c) * width;
+}
+
 #define RESIZE_ROW(MADD, x)                                                                  \
     do {                                                                                       \
         const float *p = line + x_start[x], *w = x_weights + (x) * x_taps;                    \
@@ -756,16 +866,17 @@ done:
     }
 
 #define RESIZE_LOOPS(MADD)                                                                   \
-    for (Py_ssize_t r = 0; r < channels * height; r++) {                                       \
-        const float *line = src + r * width;                                                   \
-        float *out = tmp + r * out_w;                                                          \
-        for (Py_ssize_t x = 0; x < out_w; x++)                                                 \
-            RESIZE_ROW(MADD, x);                                                               \
-    }                                                                                          \
+    for (Py_ssize_t y = 0; y < height; y++)                                                    \
+        for (Py_ssize_t c = 0; c < channels; c++) {                                            \
+            const float *line = source_row(src, c, y, height, width);                          \
+            float *out = tmp + (c * height + y) * out_w;                                       \
+            for (Py_ssize_t x = 0; x < out_w; x++)                                             \
+                RESIZE_ROW(MADD, x);                                                           \
+        }                                                                                      \
     RESIZE_COLUMNS(MADD)
 
 #define RESIZE_ARGS                                                                          \
-    const float *src, float *tmp, float *dst, Py_ssize_t channels, Py_ssize_t height,          \
+    resize_source *src, float *tmp, float *dst, Py_ssize_t channels, Py_ssize_t height,        \
     Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w, const int32_t *x_start,              \
     const int32_t *x_count, const float *x_weights, Py_ssize_t x_taps, const int32_t *y_start, \
     const int32_t *y_count, const float *y_weights, Py_ssize_t y_taps
@@ -801,30 +912,31 @@ __attribute__((target("avx2,fma"))) static void resize_fused_avx2(RESIZE_ARGS)
     for (Py_ssize_t x = 0; x < out_w; x++)
         for (Py_ssize_t j = 0; j < x_taps; j++)
             by_tap[j * out_w + x] = x_weights[x * x_taps + j];
-    for (Py_ssize_t r = 0; r < channels * height; r++) {
-        const float *line = src + r * width;
-        float *out = tmp + r * out_w;
-        Py_ssize_t x = 0;
-        for (; x + 8 <= out_w; x += 8) {
-            const int32_t taps = x_count[x];
-            const __m256i counts = _mm256_loadu_si256((const __m256i *)(x_count + x));
-            if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(counts, _mm256_set1_epi32(taps)))
-                != -1) {
-                for (Py_ssize_t k = x; k < x + 8; k++)
-                    RESIZE_ROW(FUSED, k);
-                continue;
+    for (Py_ssize_t y = 0; y < height; y++)
+        for (Py_ssize_t c = 0; c < channels; c++) {
+            const float *line = source_row(src, c, y, height, width);
+            float *out = tmp + (c * height + y) * out_w;
+            Py_ssize_t x = 0;
+            for (; x + 8 <= out_w; x += 8) {
+                const int32_t taps = x_count[x];
+                const __m256i counts = _mm256_loadu_si256((const __m256i *)(x_count + x));
+                if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(counts, _mm256_set1_epi32(taps)))
+                    != -1) {
+                    for (Py_ssize_t k = x; k < x + 8; k++)
+                        RESIZE_ROW(FUSED, k);
+                    continue;
+                }
+                const __m256i at = _mm256_loadu_si256((const __m256i *)(x_start + x));
+                __m256 acc = _mm256_mul_ps(_mm256_i32gather_ps(line, at, 4),
+                                           _mm256_loadu_ps(by_tap + x));
+                for (int32_t j = 1; j < taps; j++)
+                    acc = _mm256_fmadd_ps(_mm256_i32gather_ps(line + j, at, 4),
+                                          _mm256_loadu_ps(by_tap + j * out_w + x), acc);
+                _mm256_storeu_ps(out + x, acc);
             }
-            const __m256i at = _mm256_loadu_si256((const __m256i *)(x_start + x));
-            __m256 acc = _mm256_mul_ps(_mm256_i32gather_ps(line, at, 4),
-                                       _mm256_loadu_ps(by_tap + x));
-            for (int32_t j = 1; j < taps; j++)
-                acc = _mm256_fmadd_ps(_mm256_i32gather_ps(line + j, at, 4),
-                                      _mm256_loadu_ps(by_tap + j * out_w + x), acc);
-            _mm256_storeu_ps(out + x, acc);
+            for (; x < out_w; x++)
+                RESIZE_ROW(FUSED, x);
         }
-        for (; x < out_w; x++)
-            RESIZE_ROW(FUSED, x);
-    }
     PyMem_RawFree(by_tap);
     RESIZE_COLUMNS(FUSED)
 }
@@ -849,6 +961,98 @@ static void resize_fused(RESIZE_ARGS)
 #define NO_FUSED 1
 #endif
 
+/* A resize's arguments after its source: tmp, dst, channels, height, width, out_h, out_w,
+ * x_start, x_count, x_weights, y_start, y_count, y_weights, fused (14). */
+#define RESIZE_PLAN_ARGS 14
+
+typedef struct {
+    buffer_arg b[8];  /* tmp, dst, x_start, x_count, x_weights, y_start, y_count, y_weights */
+    long long channels, height, width, out_h, out_w;
+    Py_ssize_t x_taps, y_taps;
+    int fused;
+} resize_plan;
+
+/* Parse a resize's arguments (see RESIZE_PLAN_ARGS) and check that every tap lies within its
+ * row or column, so that no read leaves the source or tmp; -1 with an exception. The
+ * caller releases plan->b (8 buffers) either way. */
+static int resize_plan_args(PyObject *const *args, const char *name, resize_plan *plan)
+{
+    memset(plan->b, 0, sizeof plan->b);
+    long long dims[5];
+    for (int k = 0; k < 5; k++)
+        dims[k] = PyLong_AsLongLong(args[2 + k]);
+    plan->fused = PyObject_IsTrue(args[13]);
+    if (PyErr_Occurred() || plan->fused < 0)
+        return -1;
+    plan->channels = dims[0], plan->height = dims[1], plan->width = dims[2];
+    plan->out_h = dims[3], plan->out_w = dims[4];
+    if (dims[0] < 1 || dims[1] < 1 || dims[2] < 1 || dims[3] < 1 || dims[4] < 1) {
+        PyErr_Format(PyExc_ValueError, "%s: sizes must be positive", name);
+        return -1;
+    }
+    static const char *names[8] = {"tmp", "dst", "x_start", "x_count", "x_weights",
+                                   "y_start", "y_count", "y_weights"};
+    static const int slot[8] = {0, 1, 7, 8, 9, 10, 11, 12};
+    for (int k = 0; k < 8; k++)
+        if (get_buffer(args[slot[k]], &plan->b[k], k < 2, 4, names[k]) < 0)
+            return -1;
+    const long long out_h = plan->out_h, out_w = plan->out_w;
+    if (plan->b[0].view.len / 4 != plan->channels * plan->height * out_w
+        || plan->b[1].view.len / 4 != plan->channels * out_h * out_w
+        || plan->b[2].view.len / 4 != out_w || plan->b[3].view.len / 4 != out_w
+        || plan->b[5].view.len / 4 != out_h || plan->b[6].view.len / 4 != out_h
+        || plan->b[4].view.len / 4 % out_w || plan->b[7].view.len / 4 % out_h) {
+        PyErr_Format(PyExc_ValueError, "%s: mismatched lengths", name);
+        return -1;
+    }
+    plan->x_taps = plan->b[4].view.len / 4 / out_w;
+    plan->y_taps = plan->b[7].view.len / 4 / out_h;
+    for (int axis = 0; axis < 2; axis++) {
+        const int32_t *start = plan->b[axis ? 5 : 2].view.buf;
+        const int32_t *count = plan->b[axis ? 6 : 3].view.buf;
+        const Py_ssize_t n = axis ? out_h : out_w, taps = axis ? plan->y_taps : plan->x_taps;
+        const long long size = axis ? plan->height : plan->width;
+        for (Py_ssize_t k = 0; k < n; k++)
+            if (start[k] < 0 || count[k] < 1 || count[k] > taps
+                || (long long)start[k] + count[k] > size) {
+                PyErr_Format(PyExc_ValueError, "%s: a tap outside the image", name);
+                return -1;
+            }
+    }
+#if defined(NO_FUSED)
+    if (plan->fused) {
+        PyErr_Format(PyExc_ValueError, "%s: this build has no fused multiply-add", name);
+        return -1;
+    }
+#elif defined(FMA_AT_RUN_TIME)
+    if (plan->fused && !__builtin_cpu_supports("fma")) {
+        PyErr_Format(PyExc_ValueError, "%s: this CPU has no fused multiply-add", name);
+        return -1;
+    }
+#endif
+    return 0;
+}
+
+/* Resize src's rows as the plan says (without the GIL). */
+static void resize_planned(resize_source *src, const resize_plan *plan)
+{
+    const buffer_arg *b = plan->b;
+    Py_BEGIN_ALLOW_THREADS
+#if !defined(NO_FUSED)
+    if (plan->fused)
+        resize_fused(src, b[0].view.buf, b[1].view.buf, plan->channels, plan->height,
+                     plan->width, plan->out_h, plan->out_w, b[2].view.buf, b[3].view.buf,
+                     b[4].view.buf, plan->x_taps, b[5].view.buf, b[6].view.buf, b[7].view.buf,
+                     plan->y_taps);
+    else
+#endif
+        resize_separate(src, b[0].view.buf, b[1].view.buf, plan->channels, plan->height,
+                        plan->width, plan->out_h, plan->out_w, b[2].view.buf, b[3].view.buf,
+                        b[4].view.buf, plan->x_taps, b[5].view.buf, b[6].view.buf,
+                        b[7].view.buf, plan->y_taps);
+    Py_END_ALLOW_THREADS
+}
+
 PyDoc_STRVAR(resize_aa_doc,
 "resize_aa(src, tmp, dst, channels, height, width, out_h, out_w, x_start, x_count,\n"
 "          x_weights, y_start, y_count, y_weights, fused)\n\n"
@@ -861,89 +1065,88 @@ PyDoc_STRVAR(resize_aa_doc,
 static PyObject *resize_aa(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 15) {
+    if (nargs != 1 + RESIZE_PLAN_ARGS) {
         PyErr_SetString(PyExc_TypeError, "resize_aa takes 15 arguments");
         return NULL;
     }
-    long long dims[5];
-    for (int k = 0; k < 5; k++)
-        dims[k] = PyLong_AsLongLong(args[3 + k]);
-    int fused = PyObject_IsTrue(args[14]);
-    if (PyErr_Occurred() || fused < 0)
-        return NULL;
-    const long long channels = dims[0], height = dims[1], width = dims[2], out_h = dims[3],
-                    out_w = dims[4];
-    if (channels < 1 || height < 1 || width < 1 || out_h < 1 || out_w < 1) {
-        PyErr_SetString(PyExc_ValueError, "resize_aa: sizes must be positive");
-        return NULL;
-    }
-    buffer_arg b[9];
-    memset(b, 0, sizeof b);
+    buffer_arg image;
+    memset(&image, 0, sizeof image);
+    resize_plan plan;
     PyObject *result = NULL;
-    static const char *names[9] = {"src", "tmp", "dst", "x_start", "x_count", "x_weights",
-                                   "y_start", "y_count", "y_weights"};
-    static const int slot[9] = {0, 1, 2, 8, 9, 10, 11, 12, 13};
-    for (int k = 0; k < 9; k++)
-        if (get_buffer(args[slot[k]], &b[k], k == 1 || k == 2, 4, names[k]) < 0)
-            goto done;
-    if (b[0].view.len / 4 != channels * height * width
-        || b[1].view.len / 4 != channels * height * out_w
-        || b[2].view.len / 4 != channels * out_h * out_w
-        || b[3].view.len / 4 != out_w || b[4].view.len / 4 != out_w
-        || b[6].view.len / 4 != out_h || b[7].view.len / 4 != out_h
-        || b[5].view.len / 4 % out_w || b[8].view.len / 4 % out_h) {
+    if (resize_plan_args(args + 1, "resize_aa", &plan) < 0
+        || get_buffer(args[0], &image, 0, 4, "src") < 0)
+        goto done;
+    if (image.view.len / 4 != plan.channels * plan.height * plan.width) {
         PyErr_SetString(PyExc_ValueError, "resize_aa: mismatched lengths");
         goto done;
     }
-    const Py_ssize_t x_taps = b[5].view.len / 4 / out_w, y_taps = b[8].view.len / 4 / out_h;
-    const int32_t *x_start = b[3].view.buf, *x_count = b[4].view.buf;
-    const int32_t *y_start = b[6].view.buf, *y_count = b[7].view.buf;
-    /* Every tap within its row or column, so that no read leaves src or tmp. */
-    for (int axis = 0; axis < 2; axis++) {
-        const int32_t *start = axis ? y_start : x_start, *count = axis ? y_count : x_count;
-        const Py_ssize_t n = axis ? out_h : out_w, taps = axis ? y_taps : x_taps;
-        const long long size = axis ? height : width;
-        for (Py_ssize_t k = 0; k < n; k++)
-            if (start[k] < 0 || count[k] < 1 || count[k] > taps
-                || (long long)start[k] + count[k] > size) {
-                PyErr_SetString(PyExc_ValueError, "resize_aa: a tap outside the image");
-                goto done;
-            }
-    }
-#if defined(NO_FUSED)
-    if (fused) {
-        PyErr_SetString(PyExc_ValueError, "resize_aa: this build has no fused multiply-add");
-        goto done;
-    }
-#elif defined(FMA_AT_RUN_TIME)
-    if (fused && !__builtin_cpu_supports("fma")) {
-        PyErr_SetString(PyExc_ValueError, "resize_aa: this CPU has no fused multiply-add");
-        goto done;
-    }
-#endif
-    Py_BEGIN_ALLOW_THREADS
-#if !defined(NO_FUSED)
-    if (fused)
-        resize_fused(b[0].view.buf, b[1].view.buf, b[2].view.buf, channels, height, width,
-                     out_h, out_w, x_start, x_count, b[5].view.buf, x_taps, y_start, y_count,
-                     b[8].view.buf, y_taps);
-    else
-#endif
-        resize_separate(b[0].view.buf, b[1].view.buf, b[2].view.buf, channels, height, width,
-                        out_h, out_w, x_start, x_count, b[5].view.buf, x_taps, y_start,
-                        y_count, b[8].view.buf, y_taps);
-    Py_END_ALLOW_THREADS
+    resize_source src = {image.view.buf, NULL, NULL, 0, 0, NULL, 0};
+    resize_planned(&src, &plan);
     result = Py_NewRef(Py_None);
 done:
-    release(b, 9);
+    release(&image, 1);
+    release(plan.b, 8);
+    return result;
+}
+
+PyDoc_STRVAR(draw_resize_doc,
+"draw_resize(counts, bins, off_threshold, on_threshold, bgr, tmp, dst, channels, height,\n"
+"            width, out_h, out_w, x_start, x_count, x_weights, y_start, y_count, y_weights,\n"
+"            fused)\n\n"
+"resize_aa of the image that draw_polarity draws from counts (height * width planes; bgr:\n"
+"its channels B, G, R as image.flip(0) gives them), drawing its rows as the resize reads\n"
+"them: the same bits, without the full-size image. channels must be 3.");
+
+static PyObject *draw_resize(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5 + RESIZE_PLAN_ARGS) {
+        PyErr_SetString(PyExc_TypeError, "draw_resize takes 19 arguments");
+        return NULL;
+    }
+    buffer_arg counts;
+    memset(&counts, 0, sizeof counts);
+    resize_plan plan;
+    PyObject *result = NULL;
+    float *table = NULL, *row = NULL;
+    long long bins = PyLong_AsLongLong(args[1]);
+    double off_t = PyFloat_AsDouble(args[2]), on_t = PyFloat_AsDouble(args[3]);
+    int bgr = PyObject_IsTrue(args[4]);
+    if (PyErr_Occurred() || bgr < 0)
+        return NULL;
+    if (resize_plan_args(args + 5, "draw_resize", &plan) < 0
+        || get_buffer(args[0], &counts, 0, 4, "counts") < 0)
+        goto done;
+    if (plan.channels != 3 || bins < 1
+        || counts.view.len / 4 != 2 * plan.height * plan.width) {
+        PyErr_SetString(PyExc_ValueError, "draw_resize: mismatched lengths");
+        goto done;
+    }
+    table = polarity_table(bins, off_t, on_t);
+    row = PyMem_RawMalloc((size_t)(3 * plan.width) * sizeof *row);
+    if (table == NULL || row == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    resize_source src = {NULL, counts.view.buf, table, (uint32_t)(bins - 1), bgr, row, 0};
+    resize_planned(&src, &plan);
+    if (src.bad)
+        PyErr_SetString(PyExc_ValueError, "draw_resize: a count at or above bins");
+    else
+        result = Py_NewRef(Py_None);
+done:
+    PyMem_RawFree(row);
+    PyMem_RawFree(table);
+    release(&counts, 1);
+    release(plan.b, 8);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"polarity_counts", (PyCFunction)(void (*)(void))polarity_counts, METH_FASTCALL,
      polarity_counts_doc},
-    {"record_counts", (PyCFunction)(void (*)(void))record_counts, METH_FASTCALL,
-     record_counts_doc},
+    {"record_polarity", (PyCFunction)(void (*)(void))record_polarity, METH_FASTCALL,
+     record_polarity_doc},
     {"record_stack", (PyCFunction)(void (*)(void))record_stack, METH_FASTCALL,
      record_stack_doc},
     {"record_voxels", (PyCFunction)(void (*)(void))record_voxels, METH_FASTCALL,
@@ -955,6 +1158,7 @@ static PyMethodDef methods[] = {
     {"draw_polarity", (PyCFunction)(void (*)(void))draw_polarity, METH_FASTCALL,
      draw_polarity_doc},
     {"resize_aa", (PyCFunction)(void (*)(void))resize_aa, METH_FASTCALL, resize_aa_doc},
+    {"draw_resize", (PyCFunction)(void (*)(void))draw_resize, METH_FASTCALL, draw_resize_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Dict, Optional, Type
 import numpy as np
 import torch
 
+from gep_model.events.fit import fit_to_input, Size
 from gep_model.events.records import host_records
 from gep_model.events.tensors import DeviceLike, EventTensors, Time, window_events
 
@@ -60,6 +61,15 @@ class Representation(abc.ABC):
             if image is not None:
                 return image
         return self.render(window_events(events, t0, t1, height, width, device=device), t0, t1)
+
+    def render_fitted(self, events, t0: Time, t1: Time, height: int, width: int, size: Size,
+                      device: DeviceLike = None) -> torch.Tensor:
+        """Render the window and resize it to size, as fit_to_input(self(...), size) does.
+
+        The model's input in one call: a representation may compute it without the
+        full-size image (the same values).
+        """
+        return fit_to_input(self(events, t0, t1, height, width, device=device), size)
 
     def render_records(self, records: np.ndarray, t0: Time, t1: Time, height: int,
                        width: int) -> Optional[torch.Tensor]:

@@ -31,9 +31,13 @@ def render_batch(representation: Representation, windows: Iterable[Window], heig
     """
     images = []
     for events, t0, t1 in windows:
-        image = representation(events, t0, t1, height, width, device=device)  # (C, H, W)
-        if size is not None:
-            image = fit_to_input(image, size, mode=mode, fill=representation.background)
+        if size is not None and mode == 'resize':
+            image = representation.render_fitted(events, t0, t1, height, width, size,
+                                                 device=device)
+        else:
+            image = representation(events, t0, t1, height, width, device=device)  # (C, H, W)
+            if size is not None:
+                image = fit_to_input(image, size, mode=mode, fill=representation.background)
         images.append(image)
     if images:
         return torch.stack(images)

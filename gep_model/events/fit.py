@@ -106,11 +106,11 @@ def fit_to_input(tensor: torch.Tensor, size: Size, mode: str = 'resize',
     if mode != 'resize':
         return _crop_or_pad(tensor, height, width, mode == 'crop', fill)
     batch = tensor if tensor.dim() == 4 else tensor[None]  # (B, C, H, W)
-    shrinking = height < batch.shape[-2] or width < batch.shape[-1]
-    fused = _compiled_arithmetic(batch, height, width) if shrinking else None
+    fused = _compiled_arithmetic(batch, height, width)
     if fused is not None:
         resized = resize_antialiased(batch, height, width, fused)
     else:
+        shrinking = height < batch.shape[-2] or width < batch.shape[-1]
         resized = F.interpolate(batch, size=(height, width), mode='bilinear',
                                 align_corners=False, antialias=shrinking)
     return resized if tensor.dim() == 4 else resized[0]
@@ -142,19 +142,29 @@ def antialias_taps(size_in: int, size_out: int):
     return start.astype(np.int32), count.astype(np.int32), weights
 
 
+def resize_call(channels: int, in_h: int, in_w: int, height: int, width: int, fused: bool):
+    """Return the output and the arguments of a compiled resize (`resize_aa`, `draw_resize`).
+
+    Returns (out, args): the (channels, height, width) float32 output, and what the kernels
+    take after their source (tmp, out, the sizes, torch's taps and `fused`).
+    """
+    x_start, x_count, x_weights = antialias_taps(in_w, width)
+    y_start, y_count, y_weights = antialias_taps(in_h, height)
+    tmp = torch.empty(channels * in_h * width, dtype=torch.float32)
+    out = torch.empty((channels, height, width), dtype=torch.float32)
+    return out, (tmp.numpy(), out.numpy(), channels, in_h, in_w, height, width, x_start,
+                 x_count, x_weights, y_start, y_count, y_weights, fused)
+
+
 def resize_antialiased(batch: torch.Tensor, height: int, width: int,
                        fused: bool) -> torch.Tensor:
     """Resize a float32 CPU (B, C, H, W) tensor by the compiled kernel (see fit_to_input)."""
     from .kernels import kernels
     b, c, in_h, in_w = batch.shape
     src = batch.detach().contiguous()
-    x_start, x_count, x_weights = antialias_taps(in_w, width)
-    y_start, y_count, y_weights = antialias_taps(in_h, height)
-    tmp = torch.empty(b * c * in_h * width, dtype=torch.float32)
-    out = torch.empty((b, c, height, width), dtype=torch.float32)
-    kernels.resize_aa(src.numpy(), tmp.numpy(), out.numpy(), b * c, in_h, in_w, height, width,
-                      x_start, x_count, x_weights, y_start, y_count, y_weights, fused)
-    return out
+    out, args = resize_call(b * c, in_h, in_w, height, width, fused)
+    kernels.resize_aa(src.numpy(), *args)
+    return out.view(b, c, height, width)
 
 
 @functools.lru_cache(maxsize=64)
@@ -181,8 +191,19 @@ def resize_arithmetic(in_h: int, in_w: int, height: int, width: int) -> Optional
     return None
 
 
+def compiled_resize(in_h: int, in_w: int, height: int, width: int) -> Optional[bool]:
+    """Return the arithmetic of fit_to_input's compiled resize between these sizes, or None.
+
+    None where fit_to_input resizes a float32 CPU image by torch: sizes that do not shrink
+    (plain bilinear), or where neither arithmetic gives torch's bits (`resize_arithmetic`).
+    """
+    if not (height < in_h or width < in_w):
+        return None
+    return resize_arithmetic(in_h, in_w, height, width)
+
+
 def _compiled_arithmetic(batch: torch.Tensor, height: int, width: int) -> Optional[bool]:
     if batch.device.type != 'cpu' or batch.dtype != torch.float32 \
             or (batch.requires_grad and torch.is_grad_enabled()):
         return None
-    return resize_arithmetic(batch.shape[-2], batch.shape[-1], height, width)
+    return compiled_resize(batch.shape[-2], batch.shape[-1], height, width)

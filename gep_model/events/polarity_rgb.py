@@ -21,9 +21,12 @@ How, without sorting and without passes over whole images but the one that draws
 counts into int32, the histogram of the nonzero counts from the events' own counts (no pass
 over the images), the two values around the percentile from its running sum
 (`histogram_percentile`), then the image. In CPU memory three compiled passes do it
-(`gep_model.events._kernels`: counts, histogram, image; the percentile in numpy); on other
-devices torch operations (`render_torch`: index_add_, bincount, float32 arithmetic without
-masks in `draw_polarity`), which give the same bits.
+(`gep_model.events._kernels`: counts, histogram, image; the percentile in numpy); the
+pipeline's event records take two (`record_polarity`: the counts, histogrammed as they
+grow, and the percentile in C; then `draw_resize`, which draws the image row by row as the
+resize to the model's input reads it, see `PolarityRGB.render_fitted`); on other devices
+torch operations (`render_torch`: index_add_, bincount, float32 arithmetic without masks in
+`draw_polarity`), which give the same bits.
 
 Other GEP preprocessing scripts use other percentiles (99 in ``utils.py``'s default, N-ImageNet
 and MVSEC, 95 for DDD17), and the DSEC script writes the RGB array with ``cv2.imwrite`` (which
@@ -38,10 +41,11 @@ import numpy as np
 import torch
 
 from gep_model.events.base import register_representation, Representation
+from gep_model.events.fit import as_hw, compiled_resize, resize_call, Size
 from gep_model.events.histogram import count_index, polarity_index
 from gep_model.events.kernels import kernels
-from gep_model.events.records import window_bounds
-from gep_model.events.tensors import EventTensors, Time
+from gep_model.events.records import host_records, window_bounds
+from gep_model.events.tensors import DeviceLike, EventTensors, Time
 
 CHANNEL_ORDERS = ('rgb', 'bgr')
 
@@ -189,19 +193,17 @@ def record_counts(events: np.ndarray, t0: Time, t1: Time, height: int, width: in
                   percentile: float):
     """host_counts of the window [t0, t1] of event records, as window_events cuts it.
 
-    One pass over the records counts the events on the sensor and in the window (the others
-    dropped, as window_events drops them) without converting them to tensors first.
+    One compiled call (`record_polarity`): a pass over the records counts the events on the
+    sensor and in the window (the others dropped, as window_events drops them) and
+    histograms the counts as they grow, then the thresholds follow from the histogram as
+    `_host_thresholds` computes them, without converting the records to tensors first.
     """
     lo, hi = window_bounds(t0, t1)
-    records = np.ascontiguousarray(events)
     counts = np.empty(2 * height * width, np.int32)
-    index = p = None  # a dense window's histogram is taken over the pixels
-    if not _dense(records.size, height * width):
-        index, p = np.empty(records.size, np.int32), np.empty(records.size, np.uint8)
-    kept, most = kernels.record_counts(records, lo, hi, width, height, counts, index, p)
-    if index is not None:
-        index, p = index[:kept], p[:kept]
-    return _counted(counts, most + 1, index, p, percentile)
+    thresholds = np.empty(2, np.float32)
+    bins = kernels.record_polarity(np.ascontiguousarray(events), lo, hi, width, height,
+                                   percentile, counts, thresholds)
+    return torch.from_numpy(counts), bins, torch.from_numpy(thresholds)
 
 
 def _host_thresholds(hist: np.ndarray, percentile: float) -> np.ndarray:
@@ -282,6 +284,27 @@ class PolarityRGB(Representation):
     def render_records(self, records, t0: Time, t1: Time, height: int, width: int):
         counted = record_counts(records, t0, t1, height, width, self.percentile)
         return self._draw(*counted, height, width)
+
+    def render_fitted(self, events, t0: Time, t1: Time, height: int, width: int, size: Size,
+                      device: DeviceLike = None) -> torch.Tensor:
+        """Render the polarity image at size; records in CPU memory never draw it whole.
+
+        Where fit_to_input would take the compiled resize, each row of the image is drawn
+        as the resize reads it (`draw_resize`): the same bits, without writing and reading
+        back the full-size image.
+        """
+        out_h, out_w = as_hw(size)
+        fused = None
+        if host_records(events, device) and int(height) > 0 and int(width) > 0:
+            height, width = int(height), int(width)
+            fused = compiled_resize(height, width, out_h, out_w)
+        if fused is None:
+            return super().render_fitted(events, t0, t1, height, width, size, device)
+        counts, bins, threshold = record_counts(events, t0, t1, height, width, self.percentile)
+        out, args = resize_call(3, height, width, out_h, out_w, fused)
+        off, on = threshold.tolist()
+        kernels.draw_resize(counts.numpy(), bins, off, on, self.channel_order == 'bgr', *args)
+        return out
 
     def render(self, events: EventTensors, t0: Time, t1: Time) -> torch.Tensor:
         if events.x.device.type == 'cpu':

@@ -11,7 +11,10 @@ deterministic there), with glibc keeping freed memory as `gep` and the node set 
 
 `fit_<sensor>_to_<input>` rows: the polarity image brought to the model's input size
 (`fit_to_input`, the compiled resize where it gives torch's bits) against torch's
-`F.interpolate(antialias=True)` on the same image.
+`F.interpolate(antialias=True)` on the same image. `polarity_rgb_fitted_<sensor>_<k>k` rows:
+the model's input from the window in one call, as the pipeline makes it
+(`PolarityRGB.render_fitted`, which draws the image row by row into the resize), against
+rendering the image and then `fit_to_input` (the same bits).
 """
 
 import statistics
@@ -86,6 +89,15 @@ def run(json_path=None, quick=False, command='gep bench events'):
                 repeat)
             r = row(f'fit_{width}x{height}_to_{size[1]}x{size[0]}', 'ms p50', ours, base,
                     'torch F.interpolate(bilinear, antialias), same image')
+            r['ratio'] = base / ours
+            r['torch_threads'] = 1
+            rows.append(r)
+            rep = make_representation('polarity_rgb')
+            ours, base = p50_ms(
+                lambda: rep.render_fitted(events, 0, SPAN_NS, height, width, size),
+                lambda: fit_to_input(rep(events, 0, SPAN_NS, height, width), size), repeat)
+            r = row(f'polarity_rgb_fitted_{width}x{height}_{n // 1000}k', 'ms p50', ours, base,
+                    'the polarity image, then fit_to_input (same bits)')
             r['ratio'] = base / ours
             r['torch_threads'] = 1
             rows.append(r)

@@ -100,8 +100,8 @@ def render_sample(sample, rep, size, category=False):
     category: add the sample's 'category' (-1 where it has none) as a column.
     """
     height, width = sample['sensor']
-    events = rep(sample['events'], sample['t0'], sample['t1'], height, width)  # (C, h, w)
-    events = fit_to_input(events, size, 'resize', fill=rep.background).to(torch.float16)
+    events = rep.render_fitted(sample['events'], sample['t0'], sample['t1'], height, width,
+                               size).to(torch.float16)  # as the pipeline renders it
     frame = torch.from_numpy(np.ascontiguousarray(sample['frame'])).permute(2, 0, 1)
     frame = fit_to_input(frame.float() / 255, size, 'resize')  # as the pipeline feeds it
     frame = (frame * 255).round().clamp(0, 255).to(torch.uint8)
