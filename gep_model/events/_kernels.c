@@ -803,8 +803,9 @@ done:
 /* ---- antialiased bilinear resize (fit_to_input) -------------------------------------------- */
 
 /*
- * torch's CPU kernel for F.interpolate(mode='bilinear', antialias=True) on float32: a pass
- * along the rows into a (C, H, OW) buffer, then along the columns; each output is its first
+ * torch's CPU kernel for F.interpolate(mode='bilinear', antialias=True) on float32: along
+ * the rows, then along the columns (torch's two passes, as a ring of rows resized along the
+ * rows just before the columns read them: RESIZE_LOOPS); each output is its first
  * tap's product, then the other taps added in order, by fused multiply-adds where torch's
  * build uses them (x86 with FMA, aarch64) and by a product then a sum where it does not.
  * Python (fit.py) takes the taps and weights from torch itself and checks once per process
@@ -847,33 +848,44 @@ static inline const float *source_row(resize_source *s, Py_ssize_t c, Py_ssize_t
         out[x] = acc;                                                                          \
     } while (0)
 
-#define RESIZE_COLUMNS(MADD)                                                                 \
-    for (Py_ssize_t c = 0; c < channels; c++) {                                                \
-        const float *rows = tmp + c * height * out_w;                                          \
-        float *image = dst + c * out_h * out_w;                                                \
+/* Along the rows, one row: line (the source row) into out. */
+#define RESIZE_LINE(MADD)                                                                    \
+    for (Py_ssize_t x = 0; x < out_w; x++)                                                     \
+        RESIZE_ROW(MADD, x)
+
+/*
+ * The output rows in order. Before each, the source rows its column taps reach are resized
+ * along the rows (LINE, given line and out), every channel, into tmp: a ring of y_taps rows
+ * a channel, since an output row's taps start no lower than the previous row's and span at
+ * most y_taps rows, so that what the columns read is still in a core's cache. Then the
+ * output row, channel by channel, from its taps' rows.
+ */
+#define RESIZE_LOOPS(MADD, LINE)                                                             \
+    do {                                                                                       \
+        Py_ssize_t next = 0; /* the first source row not yet resized along the rows */         \
         for (Py_ssize_t y = 0; y < out_h; y++) {                                               \
-            const float *base = rows + (Py_ssize_t)y_start[y] * out_w;                         \
+            for (; next < (Py_ssize_t)y_start[y] + y_count[y]; next++)                         \
+                for (Py_ssize_t c = 0; c < channels; c++) {                                    \
+                    const float *line = source_row(src, c, next, height, width);               \
+                    float *out = tmp + (c * y_taps + next % y_taps) * out_w;                   \
+                    LINE;                                                                      \
+                }                                                                              \
             const float *w = y_weights + y * y_taps;                                           \
-            float *out = image + y * out_w;                                                    \
-            for (Py_ssize_t x = 0; x < out_w; x++)                                             \
-                out[x] = base[x] * w[0];                                                       \
-            for (int32_t j = 1; j < y_count[y]; j++) {                                         \
-                const float *line = base + j * out_w, wj = w[j];                               \
+            for (Py_ssize_t c = 0; c < channels; c++) {                                        \
+                const float *rows = tmp + c * y_taps * out_w;                                  \
+                const float *line = rows + (y_start[y] % y_taps) * out_w;                      \
+                float *out = dst + (c * out_h + y) * out_w;                                    \
                 for (Py_ssize_t x = 0; x < out_w; x++)                                         \
-                    out[x] = MADD(line[x], wj, out[x]);                                        \
+                    out[x] = line[x] * w[0];                                                   \
+                for (int32_t j = 1; j < y_count[y]; j++) {                                     \
+                    const float wj = w[j];                                                     \
+                    line = rows + ((y_start[y] + j) % y_taps) * out_w;                         \
+                    for (Py_ssize_t x = 0; x < out_w; x++)                                     \
+                        out[x] = MADD(line[x], wj, out[x]);                                    \
+                }                                                                              \
             }                                                                                  \
         }                                                                                      \
-    }
-
-#define RESIZE_LOOPS(MADD)                                                                   \
-    for (Py_ssize_t y = 0; y < height; y++)                                                    \
-        for (Py_ssize_t c = 0; c < channels; c++) {                                            \
-            const float *line = source_row(src, c, y, height, width);                          \
-            float *out = tmp + (c * height + y) * out_w;                                       \
-            for (Py_ssize_t x = 0; x < out_w; x++)                                             \
-                RESIZE_ROW(MADD, x);                                                           \
-        }                                                                                      \
-    RESIZE_COLUMNS(MADD)
+    } while (0)
 
 #define RESIZE_ARGS                                                                          \
     resize_source *src, float *tmp, float *dst, Py_ssize_t channels, Py_ssize_t height,        \
@@ -884,7 +896,7 @@ static inline const float *source_row(resize_source *s, Py_ssize_t c, Py_ssize_t
 #define MUL_ADD(a, b, c) ((c) + (a) * (b))
 static void resize_separate(RESIZE_ARGS)
 {
-    RESIZE_LOOPS(MUL_ADD)
+    RESIZE_LOOPS(MUL_ADD, RESIZE_LINE(MUL_ADD));
 }
 
 #if defined(X86_TARGETS)
@@ -892,17 +904,43 @@ static void resize_separate(RESIZE_ARGS)
 #define FUSED(a, b, c) __builtin_fmaf(a, b, c)
 __attribute__((target("fma"))) static void resize_fma(RESIZE_ARGS)
 {
-    RESIZE_LOOPS(FUSED)
+    RESIZE_LOOPS(FUSED, RESIZE_LINE(FUSED));
 }
 
 /*
- * The same with AVX2: along the rows, eight outputs that take the same number of taps are
- * one step of gathers (the other outputs one at a time, as above); the same operations on
- * each output, so the same bits. Along the columns the compiler vectorises the loops.
+ * One row with AVX2: eight outputs that take the same number of taps are one step of
+ * gathers (the other outputs one at a time, as RESIZE_LINE); the same operations on each
+ * output, so the same bits. by_tap: the weights tap by tap, so that eight outputs' weights
+ * of a tap are one load.
  */
+__attribute__((target("avx2,fma"))) static inline void resize_line_avx2(
+    const float *line, float *out, Py_ssize_t out_w, const int32_t *x_start,
+    const int32_t *x_count, const float *x_weights, Py_ssize_t x_taps, const float *by_tap)
+{
+    Py_ssize_t x = 0;
+    for (; x + 8 <= out_w; x += 8) {
+        const int32_t taps = x_count[x];
+        const __m256i counts = _mm256_loadu_si256((const __m256i *)(x_count + x));
+        if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(counts, _mm256_set1_epi32(taps))) != -1) {
+            for (Py_ssize_t k = x; k < x + 8; k++)
+                RESIZE_ROW(FUSED, k);
+            continue;
+        }
+        const __m256i at = _mm256_loadu_si256((const __m256i *)(x_start + x));
+        __m256 acc = _mm256_mul_ps(_mm256_i32gather_ps(line, at, 4),
+                                   _mm256_loadu_ps(by_tap + x));
+        for (int32_t j = 1; j < taps; j++)
+            acc = _mm256_fmadd_ps(_mm256_i32gather_ps(line + j, at, 4),
+                                  _mm256_loadu_ps(by_tap + j * out_w + x), acc);
+        _mm256_storeu_ps(out + x, acc);
+    }
+    for (; x < out_w; x++)
+        RESIZE_ROW(FUSED, x);
+}
+
+/* The same with AVX2 along the rows; along the columns the compiler vectorises the loops. */
 __attribute__((target("avx2,fma"))) static void resize_fused_avx2(RESIZE_ARGS)
 {
-    /* The weights tap by tap, so that eight outputs' weights of a tap are one load. */
     float *by_tap = PyMem_RawMalloc(sizeof(float) * (size_t)(x_taps * out_w));
     if (by_tap == NULL) {
         resize_fma(src, tmp, dst, channels, height, width, out_h, out_w, x_start, x_count,
@@ -912,33 +950,9 @@ __attribute__((target("avx2,fma"))) static void resize_fused_avx2(RESIZE_ARGS)
     for (Py_ssize_t x = 0; x < out_w; x++)
         for (Py_ssize_t j = 0; j < x_taps; j++)
             by_tap[j * out_w + x] = x_weights[x * x_taps + j];
-    for (Py_ssize_t y = 0; y < height; y++)
-        for (Py_ssize_t c = 0; c < channels; c++) {
-            const float *line = source_row(src, c, y, height, width);
-            float *out = tmp + (c * height + y) * out_w;
-            Py_ssize_t x = 0;
-            for (; x + 8 <= out_w; x += 8) {
-                const int32_t taps = x_count[x];
-                const __m256i counts = _mm256_loadu_si256((const __m256i *)(x_count + x));
-                if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(counts, _mm256_set1_epi32(taps)))
-                    != -1) {
-                    for (Py_ssize_t k = x; k < x + 8; k++)
-                        RESIZE_ROW(FUSED, k);
-                    continue;
-                }
-                const __m256i at = _mm256_loadu_si256((const __m256i *)(x_start + x));
-                __m256 acc = _mm256_mul_ps(_mm256_i32gather_ps(line, at, 4),
-                                           _mm256_loadu_ps(by_tap + x));
-                for (int32_t j = 1; j < taps; j++)
-                    acc = _mm256_fmadd_ps(_mm256_i32gather_ps(line + j, at, 4),
-                                          _mm256_loadu_ps(by_tap + j * out_w + x), acc);
-                _mm256_storeu_ps(out + x, acc);
-            }
-            for (; x < out_w; x++)
-                RESIZE_ROW(FUSED, x);
-        }
+    RESIZE_LOOPS(FUSED, resize_line_avx2(line, out, out_w, x_start, x_count, x_weights,
+                                         x_taps, by_tap));
     PyMem_RawFree(by_tap);
-    RESIZE_COLUMNS(FUSED)
 }
 
 /* Fused multiply-adds, with AVX2 where the CPU has it (the caller has checked FMA). */
@@ -955,7 +969,7 @@ static void resize_fused(RESIZE_ARGS)
 #define FUSED(a, b, c) __builtin_fmaf(a, b, c)
 static void resize_fused(RESIZE_ARGS)
 {
-    RESIZE_LOOPS(FUSED)
+    RESIZE_LOOPS(FUSED, RESIZE_LINE(FUSED));
 }
 #else
 #define NO_FUSED 1
@@ -997,16 +1011,17 @@ static int resize_plan_args(PyObject *const *args, const char *name, resize_plan
         if (get_buffer(args[slot[k]], &plan->b[k], k < 2, 4, names[k]) < 0)
             return -1;
     const long long out_h = plan->out_h, out_w = plan->out_w;
-    if (plan->b[0].view.len / 4 != plan->channels * plan->height * out_w
+    plan->x_taps = plan->b[4].view.len / 4 / out_w;
+    plan->y_taps = plan->b[7].view.len / 4 / out_h;
+    if (plan->b[0].view.len / 4 != plan->channels * plan->y_taps * out_w
         || plan->b[1].view.len / 4 != plan->channels * out_h * out_w
         || plan->b[2].view.len / 4 != out_w || plan->b[3].view.len / 4 != out_w
         || plan->b[5].view.len / 4 != out_h || plan->b[6].view.len / 4 != out_h
-        || plan->b[4].view.len / 4 % out_w || plan->b[7].view.len / 4 % out_h) {
+        || plan->b[4].view.len / 4 % out_w || plan->b[7].view.len / 4 % out_h
+        || plan->y_taps < 1) {
         PyErr_Format(PyExc_ValueError, "%s: mismatched lengths", name);
         return -1;
     }
-    plan->x_taps = plan->b[4].view.len / 4 / out_w;
-    plan->y_taps = plan->b[7].view.len / 4 / out_h;
     for (int axis = 0; axis < 2; axis++) {
         const int32_t *start = plan->b[axis ? 5 : 2].view.buf;
         const int32_t *count = plan->b[axis ? 6 : 3].view.buf;
@@ -1056,11 +1071,12 @@ static void resize_planned(resize_source *src, const resize_plan *plan)
 PyDoc_STRVAR(resize_aa_doc,
 "resize_aa(src, tmp, dst, channels, height, width, out_h, out_w, x_start, x_count,\n"
 "          x_weights, y_start, y_count, y_weights, fused)\n\n"
-"Resize float32 (channels, height, width) src into dst (channels, out_h, out_w) through tmp\n"
-"(channels, height, out_w): output column x is the sum of x_count[x] taps of its row from\n"
-"x_start[x] with weights x_weights[x * x_taps:] (x_taps = len(x_weights) // out_w), then\n"
-"the same along the columns. fused: fused multiply-adds (a ValueError where this build or\n"
-"CPU has none) or a product then a sum.");
+"Resize float32 (channels, height, width) src into dst (channels, out_h, out_w): output\n"
+"column x is the sum of x_count[x] taps of its row from x_start[x] with weights\n"
+"x_weights[x * x_taps:] (x_taps = len(x_weights) // out_w), then the same along the\n"
+"columns (y_taps likewise). tmp (channels, y_taps, out_w) holds the rows resized along the\n"
+"rows that the columns' taps reach. fused: fused multiply-adds (a ValueError where this\n"
+"build or CPU has none) or a product then a sum.");
 
 static PyObject *resize_aa(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {

@@ -150,7 +150,7 @@ def resize_call(channels: int, in_h: int, in_w: int, height: int, width: int, fu
     """
     x_start, x_count, x_weights = antialias_taps(in_w, width)
     y_start, y_count, y_weights = antialias_taps(in_h, height)
-    tmp = torch.empty(channels * in_h * width, dtype=torch.float32)
+    tmp = torch.empty(channels * y_weights.shape[1] * width, dtype=torch.float32)
     out = torch.empty((channels, height, width), dtype=torch.float32)
     return out, (tmp.numpy(), out.numpy(), channels, in_h, in_w, height, width, x_start,
                  x_count, x_weights, y_start, y_count, y_weights, fused)
