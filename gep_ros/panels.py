@@ -20,13 +20,15 @@ class PanelTap:
         self.first_end = None  # end stamp of the first window
         self.windows = {}
 
-    def __call__(self, events, t0, t1, height, width):
+    def render_fitted(self, events, t0, t1, height, width, size):
+        """Keep the window where it is a chosen one, then render it (the pipeline's call)."""
         if self.first_end is None:
             self.first_end = int(t1)
         if self.count in self.chosen:
-            self.windows[int(t1)] = (self.count, events, t0, t1, (height, width))
+            # A copy: the window may be a view that keeps its whole buffer segment alive.
+            self.windows[int(t1)] = (self.count, np.array(events), t0, t1, (height, width))
         self.count += 1
-        return self.representation(events, t0, t1, height, width)
+        return self.representation.render_fitted(events, t0, t1, height, width, size)
 
 
 def render_panel(path, title, events_rgb, frame, prediction, truth, palette):

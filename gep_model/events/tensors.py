@@ -44,8 +44,10 @@ def _as_tensor(values, device: DeviceLike) -> torch.Tensor:
         if array.dtype.kind == 'u' and array.dtype.itemsize > 1:
             # torch's uint16/32/64 support is partial (notably on CUDA): widen on the host.
             array = array.astype(np.int64)
-        # Structured-array fields are strided views; torch needs a plain buffer.
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        # Structured-array fields are strided views; torch needs a plain buffer, and one it
+        # may write (a read-only window's field of one event is already contiguous).
+        array = np.ascontiguousarray(array)
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
     if tensor.dim() != 1:
         tensor = tensor.reshape(-1)
     return tensor if device is None else tensor.to(device)

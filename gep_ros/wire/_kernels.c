@@ -44,7 +44,7 @@
 #endif
 
 /* Bumped whenever an argument list or a result tuple changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 6
+#define INTERFACE_VERSION 7
 
 typedef struct {
     int64_t t;
@@ -1965,6 +1965,44 @@ static PyObject *time_range(PyObject *self, PyObject *const *args, Py_ssize_t na
     return Py_BuildValue("(LL)", (long long)lo, (long long)hi);
 }
 
+PyDoc_STRVAR(copy_events_doc,
+"copy_events(src, dst)\n\n"
+"Copy the C-contiguous 16-byte event records of src into dst (writable, as long) with their\n"
+"padding bytes (13 to 15) zeroed, as gep_ros.wire.events.copy_events does in numpy.");
+
+static PyObject *copy_events(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "copy_events(src, dst)");
+        return NULL;
+    }
+    Py_buffer src, dst;
+    if (arg_buffer(args[0], &src, 0, "src") < 0)
+        return NULL;
+    if (arg_buffer(args[1], &dst, 1, "dst") < 0) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (src.len != dst.len || src.len % (Py_ssize_t)sizeof(event_t)) {
+        PyErr_SetString(PyExc_ValueError, "copy_events: src and dst must be as many records");
+    } else {
+        /* A record's second 8 bytes, little-endian: x, y and p, then three of padding. */
+        const uint64_t fields = 0x000000FFFFFFFFFFull;
+        const uint64_t *in = (const uint64_t *)src.buf;
+        uint64_t *out = (uint64_t *)dst.buf;
+        for (Py_ssize_t k = 0; k < src.len / 8; k += 2) {
+            out[k] = in[k];
+            out[k + 1] = in[k + 1] & fields;
+        }
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&src);
+    return result;
+}
+
 PyDoc_STRVAR(shift_times_doc,
 "shift_times(records, start, offset, target, slew) -> t_max or None\n\n"
 "Put the times of a non-empty C-contiguous writable array of 16-byte event or trigger\n"
@@ -2086,6 +2124,7 @@ static PyMethodDef methods[] = {
     {"event_array_message", (PyCFunction)(void (*)(void))event_array_message, METH_FASTCALL,
      event_array_message_doc},
     {"time_range", (PyCFunction)(void (*)(void))time_range, METH_FASTCALL, time_range_doc},
+    {"copy_events", (PyCFunction)(void (*)(void))copy_events, METH_FASTCALL, copy_events_doc},
     {"shift_times", (PyCFunction)(void (*)(void))shift_times, METH_FASTCALL, shift_times_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -41,8 +41,24 @@ def concat_events(chunks):
     out = np.empty(total, EVENT_DTYPE)
     np.concatenate([np.ascontiguousarray(c).view(_RECORD) for c in chunks],
                    out=out.view(_RECORD))
-    out.view('<u8')[1::2] &= _FIELDS_MASK
+    _zero_padding(out)
     return out
+
+
+def copy_events(dst, src):
+    """Copy event array src into dst (contiguous, as long) as concat_events joins arrays."""
+    if src.dtype != EVENT_DTYPE:  # field by field, by name
+        dst.view(np.uint8)[...] = 0
+        for name in EVENT_DTYPE.names:
+            dst[name] = src[name]
+        return
+    dst.view(_RECORD)[...] = np.ascontiguousarray(src).view(_RECORD)
+    _zero_padding(dst)
+
+
+def _zero_padding(records):
+    """Zero the padding bytes of a contiguous EVENT_DTYPE array, in place."""
+    records.view('<u8')[1::2] &= _FIELDS_MASK
 
 
 def make_events(x, y, t, p):
