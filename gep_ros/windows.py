@@ -36,7 +36,7 @@ class Window:
     header: Header  # the frame's header, or the window end on the events' frame_id
     t0: int
     t1: int
-    events: np.ndarray  # EVENT_DTYPE, t in [t0, t1]
+    events: np.ndarray  # EVENT_DTYPE, t in [t0, t1], read-only (a view of the buffer)
     sensor: tuple  # (height, width) of the event sensor
     image: object = None  # decoded sensor_msgs/Image, or None
     fed: float = 0.0  # perf_counter() when the frame (or completing events) arrived
