@@ -39,10 +39,15 @@ class EventBuffer:
         self.reset()
 
     def reset(self):
-        self.chunks = deque()  # (t_min, t_max, events, start): events = segment[start:...]
+        # (t_min, t_max, events, start, serial, run): events = segment[start:...]; serial
+        # counts the chunks added; run is the serial of the first chunk of its run, the
+        # chunks that follow each other in one segment and in time (each starting no earlier
+        # than the one before ends).
+        self.chunks = deque()
         self.count = 0
         self.newest = None  # largest event time seen (ns)
         self._segment, self._used = None, 0  # the segment chunks are copied into, and its fill
+        self._serial = 0
 
     def add(self, events, span=None):
         """Add an event array (EVENT_DTYPE); returns the number of events kept.
@@ -59,7 +64,15 @@ class EventBuffer:
             if len(events) == 0:
                 return 0
             t_min, t_max = time_span(events)
-        self.chunks.append((t_min, t_max, *self._store(events)))
+        view, start = self._store(events)
+        run = self._serial
+        if self.chunks:
+            before = self.chunks[-1]
+            if view.base is before[2].base and start == before[3] + len(before[2]) \
+                    and t_min >= before[1]:
+                run = before[5]
+        self.chunks.append((t_min, t_max, view, start, self._serial, run))
+        self._serial += 1
         self.count += len(events)
         self.newest = t_max if self.newest is None else max(self.newest, t_max)
         horizon = self.newest - self.keep_ns
@@ -96,8 +109,11 @@ class EventBuffer:
         than `reorder_ns` before t0: every chunk before that one ends before t0, since a
         chunk starts at most `reorder_ns` before the end of any chunk added before it.
         """
+        events = self._run_window(t0, t1)
+        if events is not None:
+            return events
         parts = []
-        for c_min, c_max, events, start in reversed(self.chunks):
+        for c_min, c_max, events, start, _, _ in reversed(self.chunks):
             if c_max < t0 - self.reorder_ns:
                 break
             if c_max < t0 or c_min > t1:
@@ -109,10 +125,55 @@ class EventBuffer:
                 parts.append(_part(events, start, (t >= t0) & (t <= t1)))
         return _joined(parts[::-1])
 
+    def _run_window(self, t0, t1):
+        """`window` without looking at every chunk, where one run holds it; else None.
+
+        The newest chunk that starts by t1, found from the newest back (newer ones start
+        after t1), and in its run the first chunk that ends at or after t0, by bisection
+        (a run's chunks end in order). Every chunk before the run ends before t0 where the
+        run's first chunk starts more than `reorder_ns` before t0 (a chunk starts at most
+        `reorder_ns` before the end of any chunk added before it), or where the run starts
+        the buffer. The boundary chunks' events in the window must lie together
+        (time-sorted chunks), for the window to be one view.
+        """
+        chunks = self.chunks
+        hi = len(chunks) - 1
+        while hi >= 0 and chunks[hi][0] > t1:
+            hi -= 1
+        if hi < 0:
+            return None
+        first = max(chunks[hi][5] - chunks[0][4], 0)  # the run's first chunk still held
+        if first > 0 and chunks[first][0] >= t0 - self.reorder_ns:
+            return None
+        lo, top = first, hi + 1
+        while lo < top:
+            mid = (lo + top) // 2
+            if chunks[mid][1] < t0:
+                lo = mid + 1
+            else:
+                top = mid
+        if lo > hi:
+            return None
+        parts = []
+        for at in (lo, hi) if lo < hi else (lo,):
+            c_min, c_max, events, start = chunks[at][:4]
+            if c_min >= t0 and c_max <= t1:
+                parts.append((events, start))
+            else:
+                t = events['t']
+                parts.append(_part(events, start, (t >= t0) & (t <= t1)))
+        (head, begin), (tail, at) = parts[0], parts[-1]
+        if begin is None or at is None or len(parts) == 2 and (
+                begin + len(head) != chunks[lo][3] + len(chunks[lo][2]) or at != chunks[hi][3]):
+            return None  # the boundary chunks' events in the window are not together
+        events = head.base[begin:at + len(tail)] if len(parts) == 2 else head
+        events.flags.writeable = False
+        return events
+
     def last(self, t1, n):
         """Return the last `n` events at or before t1 (read-only), and the earliest's time."""
         parts, total = [], 0
-        for c_min, c_max, events, start in reversed(self.chunks):
+        for c_min, c_max, events, start, _, _ in reversed(self.chunks):
             if c_min > t1:
                 continue
             part = (events, start) if c_max <= t1 else _part(events, start, events['t'] <= t1)

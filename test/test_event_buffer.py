@@ -21,26 +21,32 @@ def _chunk(rng, start, n, spread):
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), chunks=st.integers(1, 40),
        back=st.lists(st.integers(0, 3 * REORDER_NS), min_size=1, max_size=40),
-       segment=st.sampled_from([1, 16, 70, event_buffer.SEGMENT_EVENTS]))
-def test_a_window_holds_exactly_the_kept_events_in_it(seed, chunks, back, segment):
+       segment=st.sampled_from([1, 16, 70, event_buffer.SEGMENT_EVENTS]),
+       ordered=st.booleans())
+def test_a_window_holds_exactly_the_kept_events_in_it(seed, chunks, back, segment, ordered):
     # Chunks arrive roughly in time order, some starting behind the newest event (within
     # the reorder allowance or beyond it, where their late events are dropped). Every window
     # must hold exactly the kept events inside it, in arrival order, whether the chunks lie
-    # in one segment of the buffer's memory or across several.
+    # in one segment of the buffer's memory or across several, in time-sorted chunks (which
+    # windows find by bisection within a run of them) or not.
     rng = np.random.default_rng(seed)
     default, event_buffer.SEGMENT_EVENTS = event_buffer.SEGMENT_EVENTS, segment
     try:
         buffer = EventBuffer(max_events=10**9, keep_ns=10**12, reorder_ns=REORDER_NS)
-        _check_windows(rng, buffer, chunks, back)
+        _check_windows(rng, buffer, chunks, back, ordered)
     finally:
         event_buffer.SEGMENT_EVENTS = default
 
 
-def _check_windows(rng, buffer, chunks, back):
+def _check_windows(rng, buffer, chunks, back, ordered):
     kept, now = [], 0
     for k in range(chunks):
         start = max(now - back[k % len(back)], 0)
+        if ordered and k % 5:
+            start = now  # runs of chunks in time order, broken by a few that go back
         events = _chunk(rng, start, int(rng.integers(1, 30)), 2000)
+        if ordered:
+            events = np.sort(events, order='t', kind='stable')
         newest = buffer.newest
         buffer.add(events)
         if newest is not None:
@@ -85,6 +91,14 @@ def test_windows_of_in_order_packets_are_read_only_views_that_stay_valid(monkeyp
             segment_of = {id(buffer.chunks[-1][2].base)}
             if k % 30 >= 11:  # the window's chunks all lie in the current segment
                 assert id(got.base) in segment_of, k
+                # found by bisection in their run, not chunk by chunk
+                assert buffer._run_window(t1 - 10_000, t1) is not None
+    everything = np.concatenate(packets)
+    for k in range(62, 75):  # windows from a chunk's last event to another's first, exactly
+        t0, t1 = int(packets[k]['t'][-1]), int(packets[k + 3]['t'][0])
+        want = everything[(everything['t'] >= t0) & (everything['t'] <= t1)]
+        assert buffer._run_window(t0, t1) is not None
+        assert buffer.window(t0, t1).tolist() == want.tolist()
     assert buffer.dropped['overflow'] > 0  # old chunks were forgotten meanwhile
     for got, want in windows:  # and the windows did not change
         assert got.tolist() == want.tolist()
