@@ -24,7 +24,7 @@ from .wire.events import concat_events, copy_events, EVENT_DTYPE
 from .wire.kernels import as_records, kernels, time_span
 
 # Events a segment holds: 16 MB of records, resident only as written (about a second of a
-# busy DAVIS346, so that few windows span two segments).
+# busy DAVIS346, so that few windows span two segments); 4 * max_events where that is less.
 SEGMENT_EVENTS = 1 << 20
 
 
@@ -91,7 +91,9 @@ class EventBuffer:
         """
         n = len(events)
         if self._segment is None or self._used + n > len(self._segment):
-            self._segment, self._used = np.empty(max(SEGMENT_EVENTS, n), EVENT_DTYPE), 0
+            # A small buffer (max_events) takes smaller segments: it never holds more.
+            size = max(min(SEGMENT_EVENTS, 4 * self.max_events), n)
+            self._segment, self._used = np.empty(size, EVENT_DTYPE), 0
         start = self._used
         view = self._segment[start:start + n]
         if events.dtype == EVENT_DTYPE and as_records(events):

@@ -131,6 +131,14 @@ def test_joined_events_have_zero_padding_and_every_field():
     assert len(concat_events([])) == 0
 
 
+def test_a_small_buffer_takes_small_segments():
+    buffer = EventBuffer(max_events=100, keep_ns=10**12, reorder_ns=REORDER_NS)
+    buffer.add(_packets(1)[0])
+    assert len(buffer.chunks[0][2].base) == 400
+    buffer.add(_packets(1, per_packet=1000, seed=1)[0])
+    assert len(buffer.chunks[-1][2].base) == 1000  # a packet larger than that: its own
+
+
 def test_events_of_another_layout_are_kept_as_event_records():
     # Fields by name into the buffer's records, padding zeroed.
     other = np.zeros(3, [('p', 'u1'), ('x', '<u2'), ('y', '<u2'), ('t', '<i8')])
