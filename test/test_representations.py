@@ -700,7 +700,8 @@ def test_fitted_polarity_image_is_the_resized_image(order, monkeypatch):
             got = rep.render_fitted(raw, t0, t1, height, width, size)
             assert spy.calls == calls + compiled, (height, width, size)
             assert torch.equal(_bits(got), _bits(fit_to_input(image, size))), (seed, t0)
-    assert spy.calls > 0
+    if platform.machine() in ('x86_64', 'aarch64'):  # the robots' CPUs take the compiled path
+        assert spy.calls > 0
     raw = random_events(9, n=900, hot=True)
     tensors = window_events(raw, T0, T1, HEIGHT, WIDTH)  # not records: rendered, then resized
     assert torch.equal(rep.render_fitted(tensors, T0, T1, HEIGHT, WIDTH, (8, 10)),
