@@ -199,3 +199,62 @@ def test_ros_clock_of_a_stream_is_the_same_through_numpy():
     want = [slow.decode(p).events['t'].copy() for p in packets]
     assert [a.tolist() for a in got] == [w.tolist() for w in want]
     assert anchors == slow._anchor
+
+
+def _placed_both_ways(events, triggers, sensor, target, anchor):
+    """EventStream._to_ros (the to_ros kernel) and NumpyClockStream's (Python, numpy)."""
+    ours, ref = EventStream(EVENT_PACKET, 'ros'), NumpyClockStream(EVENT_PACKET, 'ros')
+    ours._anchor = ref._anchor = anchor
+    got = events.copy(), triggers.copy()
+    want = events.copy(), triggers.copy()
+    ours._to_ros(sensor, target, *got)
+    ref._to_ros(sensor, target, *want)
+    return (got, ours._anchor), (want, ref._anchor)
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_the_ros_clock_kernel_equals_the_python_placement(seed):
+    # to_ros does a packet's placement in one call (the anchor, kept or taken afresh, both
+    # arrays' shifts, the new anchor): the same times and anchors as the Python code with
+    # numpy's shift, empty arrays, snaps and targets outside the slew's room included.
+    rng = np.random.default_rng(seed)
+    for _ in range(150):
+        sensor = OFFSET // 10**6 + int(rng.integers(-10**8, 10**8))
+        target = OFFSET + int(rng.integers(-10**7, 10**7))
+        anchor = rng.choice(['none', 'near', 'far offset', 'far back'])
+        a_t = sensor - int(rng.integers(0, 10**8))
+        a_off = target + int(rng.integers(-10**6, 10**6)) * int(rng.choice([0, 1, 30]))
+        anchor = {'none': None, 'near': (a_t, a_off), 'far offset': (a_t, a_off + 2 * 10**9),
+                  'far back': (sensor + 2 * 10**9, a_off)}[anchor]
+        events = _records(rng, int(rng.choice([0, 1, 40])), sensor - 10**6, sensor + 10**7)
+        triggers = _records(rng, int(rng.choice([0, 3])), sensor, sensor + 10**7,
+                            TRIGGER_DTYPE)
+        (got, got_anchor), (want, want_anchor) = _placed_both_ways(events, triggers, sensor,
+                                                                   target, anchor)
+        assert got_anchor == want_anchor
+        assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+
+
+def test_the_ros_clock_kernel_declines_what_the_python_does():
+    # Integers past int64, differences float64 does not hold exactly, strided or read-only
+    # arrays: the kernel changes nothing and says None, and the placement is the Python's.
+    rng = np.random.default_rng(5)
+    events = _records(rng, 8, 0, 10**6)
+    triggers = _records(rng, 2, 0, 10**6, TRIGGER_DTYPE)
+    for sensor, target, anchor, snap in ((0, 2**60, (0, 0), 2**62), (2**70, 0, None, 10**9),
+                                         (0, 5, (2**70, 0), 10**9),
+                                         (0, 2**62, (0, -2**62), 10**9),
+                                         (-2**63, 0, (0, 0), 10**9)):
+        copy = events.copy(), triggers.copy()
+        assert kernels.to_ros(*copy, sensor, target, anchor, SLEW, snap) is None
+        assert copy[0].tolist() == events.tolist() and copy[1].tolist() == triggers.tolist()
+    for sensor, target, anchor in ((0, 2**60, (0, 0)), (0, 5, (2**70, 0))):
+        (got, got_anchor), (want, want_anchor) = _placed_both_ways(events, triggers, sensor,
+                                                                   target, anchor)
+        assert got_anchor == want_anchor and got[0].tolist() == want[0].tolist()
+    frozen = triggers.copy()
+    frozen.flags.writeable = False
+    assert kernels.to_ros(events.copy(), frozen, 0, 5, None, SLEW, 10**9) is None
+    assert kernels.to_ros(events.copy()[::2], triggers.copy(), 0, 5, None, SLEW, 10**9) is None
+    with pytest.raises(TypeError, match='anchor'):
+        kernels.to_ros(events.copy(), triggers.copy(), 0, 5, (1, 2, 3), SLEW, 10**9)

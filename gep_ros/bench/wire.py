@@ -24,8 +24,9 @@ Rows against the code the compiled kernels replaced, in the same run:
   start of a round, as a node keeps one decoder per topic (its array chunks stay warm).
 - On the same recordings, `_ros_clock_one_at_a_time`: every packet through
   `EventStream.decode` onto the ROS clock (the node's default: decode, then the events
-  moved by the slewed clock offset), one `reset` stream for all rounds, against the same
-  with the numpy clock placement that the `shift_times` kernel replaced.
+  moved by the slewed clock offset, one `to_ros` kernel call a packet), one `reset` stream
+  for all rounds, against the same with the Python and numpy clock placement that the
+  `shift_times` and `to_ros` kernels replaced.
 """
 
 from pathlib import Path
@@ -157,12 +158,15 @@ def bench_evt3(rng, quick):
 REAL_EVT3 = ('evpy_test_events_1', 'codecs_test_data_evt3_trigger')
 NUMPY_EVT3 = 'numpy EVT3 decoder (evt3_numpy, the code the kernel replaced)'
 FAERY = 'faery 0.7 Rust EVT3 file decoder, same words'
-NUMPY_CLOCK = ('EventStream.decode with the numpy clock placement (shift_times_numpy, the '
-               'code the kernel replaced)')
+NUMPY_CLOCK = ('EventStream.decode with the Python and numpy clock placement '
+               '(shift_times_numpy, the code the kernels replaced)')
 
 
 class NumpyClockStream(EventStream):
-    """An EventStream that moves times onto the ROS clock with numpy, as before the kernel."""
+    """An EventStream that moves times onto the ROS clock in Python and numpy.
+
+    As before the kernels: a `shift` other than shift_times also keeps `_to_ros` in Python.
+    """
 
     shift = staticmethod(shift_times_numpy)
 

@@ -44,7 +44,7 @@
 #endif
 
 /* Bumped whenever an argument list or a result tuple changes; kernels.py refuses another. */
-#define INTERFACE_VERSION 7
+#define INTERFACE_VERSION 8
 
 typedef struct {
     int64_t t;
@@ -2016,6 +2016,61 @@ PyDoc_STRVAR(shift_times_doc,
 /* Records from here on take the GIL's release: long enough to let another thread run. */
 #define SHIFT_NOGIL_RECORDS 65536
 
+/* How shift_times moves records whose smallest t is lo. */
+typedef struct {
+    long long start, offset, target;
+    double slew, delta;
+    int whole; /* every t moves by target */
+} shift_plan;
+
+/* Fill in whole and delta; -1 where the kernel declines (an integer past int64, or the fast
+ * check not exact in float64). The fast check in Python's exact integers: abs(delta) <= slew
+ * * max(lo - start, 0), exact here while both differences fit int64 and abs(delta) is a
+ * float64 integer. */
+static int plan_shift(shift_plan *p, int64_t lo)
+{
+    const int64_t exact = (int64_t)1 << 53;
+    long long delta, span;
+    if (__builtin_sub_overflow(p->target, p->offset, &delta) || delta > exact || delta < -exact
+        || __builtin_sub_overflow((long long)lo, p->start, &span))
+        return -1;
+    p->whole = (double)(delta < 0 ? -delta : delta) <= p->slew * (double)(span > 0 ? span : 0);
+    p->delta = (double)delta;
+    return 0;
+}
+
+static void apply_shift(event_t *ev, Py_ssize_t n, const shift_plan *p)
+{
+    const uint64_t u_start = (uint64_t)p->start, u_offset = (uint64_t)p->offset;
+    const double d = p->delta, slew = p->slew;
+    if (p->whole) {
+        for (Py_ssize_t k = 0; k < n; k++)
+            ev[k].t = (int64_t)((uint64_t)ev[k].t + (uint64_t)p->target);
+        return;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        const int64_t since = (int64_t)((uint64_t)ev[k].t - u_start);
+        const double room = slew * (double)(since > 0 ? since : 0);
+        /* numpy's clip: minimum(maximum(d, -room), room) */
+        const double above = d > -room ? d : -room;
+        const double held = above < room ? above : room;
+        ev[k].t = (int64_t)((uint64_t)ev[k].t + u_offset + (uint64_t)(int64_t)held);
+    }
+}
+
+/* Parse integer arguments; 1 where one is past int64 (the caller declines), -1 on an error. */
+static int args_ll(PyObject *const *args, const int *at, long long *out, int count)
+{
+    for (int k = 0; k < count; k++)
+        if (arg_ll(args[at[k]], &out[k]) < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+                return -1;
+            PyErr_Clear();
+            return 1;
+        }
+    return 0;
+}
+
 static PyObject *shift_times(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -2023,53 +2078,130 @@ static PyObject *shift_times(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "shift_times(records, start, offset, target, slew)");
         return NULL;
     }
-    long long start, offset, target;
-    const double slew = PyFloat_AsDouble(args[4]);
-    if (slew == -1.0 && PyErr_Occurred())
+    static const int at[3] = {1, 2, 3};
+    long long v[3];
+    shift_plan plan;
+    plan.slew = PyFloat_AsDouble(args[4]);
+    if (plan.slew == -1.0 && PyErr_Occurred())
         return NULL;
-    if (arg_ll(args[1], &start) < 0 || arg_ll(args[2], &offset) < 0
-        || arg_ll(args[3], &target) < 0) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
-            return NULL;
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
+    const int past = args_ll(args, at, v, 3);
+    if (past)
+        return past < 0 ? NULL : Py_NewRef(Py_None);
+    plan.start = v[0], plan.offset = v[1], plan.target = v[2];
     Py_buffer rb;
     int64_t lo, hi;
     const Py_ssize_t n = records_span(args[0], &rb, 1, "shift_times", &lo, &hi);
     if (n < 0)
         return NULL;
-    event_t *const ev = (event_t *)rb.buf;
-    /* The fast check in Python's exact integers: abs(delta) <= slew * max(lo - start, 0),
-     * exact here while both differences fit int64 and abs(delta) is a float64 integer. */
-    const int64_t exact = (int64_t)1 << 53;
-    long long delta, span;
-    if (__builtin_sub_overflow(target, offset, &delta) || delta > exact || delta < -exact
-        || __builtin_sub_overflow((long long)lo, start, &span)) {
+    if (plan_shift(&plan, lo) < 0) {
         PyBuffer_Release(&rb);
         Py_RETURN_NONE;
     }
-    const int whole = (double)(delta < 0 ? -delta : delta) <= slew * (double)(span > 0 ? span : 0);
-    const uint64_t u_start = (uint64_t)start, u_offset = (uint64_t)offset;
-    const double d = (double)delta;
     PyThreadState *released = n >= SHIFT_NOGIL_RECORDS ? PyEval_SaveThread() : NULL;
-    if (whole) {
-        for (Py_ssize_t k = 0; k < n; k++)
-            ev[k].t = (int64_t)((uint64_t)ev[k].t + (uint64_t)target);
-    } else {
-        for (Py_ssize_t k = 0; k < n; k++) {
-            const int64_t since = (int64_t)((uint64_t)ev[k].t - u_start);
-            const double room = slew * (double)(since > 0 ? since : 0);
-            /* numpy's clip: minimum(maximum(d, -room), room) */
-            const double above = d > -room ? d : -room;
-            const double held = above < room ? above : room;
-            ev[k].t = (int64_t)((uint64_t)ev[k].t + u_offset + (uint64_t)(int64_t)held);
-        }
-    }
+    apply_shift((event_t *)rb.buf, n, &plan);
     if (released != NULL)
         PyEval_RestoreThread(released);
     PyBuffer_Release(&rb);
     return PyLong_FromLongLong((long long)hi);
+}
+
+PyDoc_STRVAR(to_ros_doc,
+"to_ros(events, triggers, sensor, target, anchor, slew, snap) -> anchor or None\n\n"
+"gep_ros.wire.stream.EventStream._to_ros of a packet's events and triggers (arrays of\n"
+"16-byte records, C-contiguous and writable, or empty) in one call: the anchor (None, or\n"
+"(sensor time, offset)) is taken afresh as (sensor, target) where target is more than snap\n"
+"from its offset or sensor more than snap before its time; each non-empty array is moved\n"
+"by shift_times from it; returns the new anchor: the largest time before the shift (at\n"
+"least sensor), and the offset moved towards target by at most slew times the time since\n"
+"the anchor. None, with nothing changed, wherever shift_times would decline, this\n"
+"arithmetic would leave int64 or an array is strided or read-only: the Python code then\n"
+"does it.");
+
+static PyObject *to_ros(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "to_ros(events, triggers, sensor, target, anchor, slew, snap)");
+        return NULL;
+    }
+    static const int at[3] = {2, 3, 6};
+    long long v[3], anchor[2];
+    const double slew = PyFloat_AsDouble(args[5]);
+    if (slew == -1.0 && PyErr_Occurred())
+        return NULL;
+    int past = args_ll(args, at, v, 3);
+    const long long sensor = v[0], target = v[1], snap = v[2];
+    shift_plan plan = {sensor, target, target, slew, 0.0, 0};
+    if (!past && args[4] != Py_None) {
+        if (!PyTuple_Check(args[4]) || PyTuple_GET_SIZE(args[4]) != 2) {
+            PyErr_SetString(PyExc_TypeError, "to_ros: anchor must be None or a pair");
+            return NULL;
+        }
+        static const int pair[2] = {0, 1};
+        PyObject *const items[2] = {PyTuple_GET_ITEM(args[4], 0), PyTuple_GET_ITEM(args[4], 1)};
+        past = args_ll(items, pair, anchor, 2);
+        long long apart, limit;
+        if (!past && (__builtin_sub_overflow(target, anchor[1], &apart) || apart == LLONG_MIN
+                      || __builtin_sub_overflow(anchor[0], snap, &limit)))
+            past = 1;
+        if (!past && (apart < 0 ? -apart : apart) <= snap && sensor >= limit)
+            plan.start = anchor[0], plan.offset = anchor[1];
+    }
+    if (past)
+        return past < 0 ? NULL : Py_NewRef(Py_None);
+    Py_buffer views[2];
+    Py_ssize_t n[2] = {0, 0}, total = 0;
+    int held = 0, declined = 0;
+    long long end = sensor;
+    PyObject *result = NULL;
+    for (int k = 0; k < 2 && !declined; k++) {
+        const Py_ssize_t size = PyObject_Length(args[k]);
+        if (size < 0)
+            goto done;
+        if (size == 0)
+            continue;
+        int64_t lo, hi;
+        n[k] = records_span(args[k], &views[k], 1, "to_ros", &lo, &hi);
+        if (n[k] < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_TypeError))
+                goto done;
+            PyErr_Clear(); /* strided or read-only: the Python code's */
+            declined = 1;
+            break;
+        }
+        held |= 1 << k;
+        total += n[k];
+        declined = plan_shift(&plan, lo) < 0;
+        end = hi > end ? hi : end;
+    }
+    /* The new anchor: Python's offset + int(min(max(float(target - offset), -room), room)). */
+    long long since, delta, moved_offset = 0;
+    if (!declined && (__builtin_sub_overflow(end, plan.start, &since)
+                      || __builtin_sub_overflow(target, plan.offset, &delta)))
+        declined = 1;
+    if (!declined) {
+        const double room = slew * (double)(since > 0 ? since : 0), d = (double)delta;
+        const double above = d > -room ? d : -room;
+        declined = __builtin_add_overflow(plan.offset, (long long)(above < room ? above : room),
+                                          &moved_offset);
+    }
+    if (declined) {
+        result = Py_NewRef(Py_None);
+    } else {
+        PyThreadState *released = total >= SHIFT_NOGIL_RECORDS ? PyEval_SaveThread() : NULL;
+        for (int k = 0; k < 2; k++)
+            if (held & (1 << k))
+                apply_shift((event_t *)views[k].buf, n[k], &plan);
+        if (released != NULL)
+            PyEval_RestoreThread(released);
+        result = Py_BuildValue("(LL)", end, moved_offset);
+    }
+done:
+    for (int k = 0; k < 2; k++)
+        if (held & (1 << k))
+            PyBuffer_Release(&views[k]);
+    return result;
 }
 
 PyDoc_STRVAR(wide_blocks_doc,
@@ -2125,6 +2257,7 @@ static PyMethodDef methods[] = {
      event_array_message_doc},
     {"time_range", (PyCFunction)(void (*)(void))time_range, METH_FASTCALL, time_range_doc},
     {"copy_events", (PyCFunction)(void (*)(void))copy_events, METH_FASTCALL, copy_events_doc},
+    {"to_ros", (PyCFunction)(void (*)(void))to_ros, METH_FASTCALL, to_ros_doc},
     {"shift_times", (PyCFunction)(void (*)(void))shift_times, METH_FASTCALL, shift_times_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -11,7 +11,7 @@ from gep_model.compiled import load_extension
 from .events import EVENT_DTYPE, TRIGGER_DTYPE
 
 # The argument lists and results this Python code expects; _kernels.c carries the same number.
-INTERFACE_VERSION = 7
+INTERFACE_VERSION = 8
 
 kernels = load_extension('gep_ros.wire._kernels', INTERFACE_VERSION,
                          'the compiled event decoders')

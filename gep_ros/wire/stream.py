@@ -22,7 +22,7 @@ import numpy as np
 from .cdr import WireError
 from .dvs import decode_event_array, EVENT_ARRAY
 from .event_packet import EVENT_PACKET, EventPacketDecoder
-from .events import TRIGGER_DTYPE
+from .events import EVENT_DTYPE, TRIGGER_DTYPE
 from .kernels import as_records, kernels, time_span
 
 CLOCKS = ('ros', 'sensor')
@@ -122,7 +122,17 @@ class EventStream:
         return offsets[0][1]
 
     def _to_ros(self, sensor_ns, target, *arrays):
-        """Shift event / trigger times (in place) by the slewed offset; move the anchor."""
+        """Shift event / trigger times (in place) by the slewed offset; move the anchor.
+
+        A packet's events and triggers take one kernel call (`to_ros`: this method's
+        arithmetic with `shift_times`), which declines what the Python below then does.
+        """
+        if self.shift is shift_times and len(arrays) == 2 \
+                and arrays[0].dtype == EVENT_DTYPE and arrays[1].dtype == TRIGGER_DTYPE:
+            anchor = kernels.to_ros(*arrays, sensor_ns, target, self._anchor, SLEW, SNAP_NS)
+            if anchor is not None:
+                self._anchor = anchor
+                return
         anchor = self._anchor
         if anchor is None or abs(target - anchor[1]) > SNAP_NS or sensor_ns < anchor[0] - SNAP_NS:
             anchor = (sensor_ns, target)
