@@ -115,16 +115,13 @@ class EventBuffer:
         if events is not None:
             return events
         parts = []
-        for c_min, c_max, events, start, _, _ in reversed(self.chunks):
+        for chunk in reversed(self.chunks):
+            c_min, c_max = chunk[0], chunk[1]
             if c_max < t0 - self.reorder_ns:
                 break
             if c_max < t0 or c_min > t1:
                 continue
-            if c_min >= t0 and c_max <= t1:
-                parts.append((events, start))
-            else:
-                t = events['t']
-                parts.append(_part(events, start, (t >= t0) & (t <= t1)))
+            parts.append(_within(chunk, t0, t1))
         return _joined(parts[::-1])
 
     def _run_window(self, t0, t1):
@@ -135,8 +132,9 @@ class EventBuffer:
         (a run's chunks end in order). Every chunk before the run ends before t0 where the
         run's first chunk starts more than `reorder_ns` before t0 (a chunk starts at most
         `reorder_ns` before the end of any chunk added before it), or where the run starts
-        the buffer. The boundary chunks' events in the window must lie together
-        (time-sorted chunks), for the window to be one view.
+        the buffer. Between the two boundary chunks the run's events all lie in the window,
+        one view of its segment; the window is one view where the boundary chunks' events
+        in it adjoin that one (time-sorted chunks), else joined by `_joined`.
         """
         chunks = self.chunks
         hi = len(chunks) - 1
@@ -156,21 +154,12 @@ class EventBuffer:
                 top = mid
         if lo > hi:
             return None
-        parts = []
-        for at in (lo, hi) if lo < hi else (lo,):
-            c_min, c_max, events, start = chunks[at][:4]
-            if c_min >= t0 and c_max <= t1:
-                parts.append((events, start))
-            else:
-                t = events['t']
-                parts.append(_part(events, start, (t >= t0) & (t <= t1)))
-        (head, begin), (tail, at) = parts[0], parts[-1]
-        if begin is None or at is None or len(parts) == 2 and (
-                begin + len(head) != chunks[lo][3] + len(chunks[lo][2]) or at != chunks[hi][3]):
-            return None  # the boundary chunks' events in the window are not together
-        events = head.base[begin:at + len(tail)] if len(parts) == 2 else head
-        events.flags.writeable = False
-        return events
+        parts = [_within(chunks[lo], t0, t1)]
+        if lo < hi:
+            first, last = chunks[lo], chunks[hi]
+            end = first[3] + len(first[2])  # the chunks between, as one view
+            parts += [(first[2].base[end:last[3]], end), _within(last, t0, t1)]
+        return _joined(parts)
 
     def last(self, t1, n):
         """Return the last `n` events at or before t1 (read-only), and the earliest's time."""
@@ -190,6 +179,15 @@ class EventBuffer:
             events.flags.writeable = False
         t0 = int(events['t'].min()) if len(events) else t1
         return events, t0
+
+
+def _within(chunk, t0, t1):
+    """Return a chunk's events with t0 <= t <= t1 as a part (events, start) of `_joined`."""
+    c_min, c_max, events, start = chunk[:4]
+    if c_min >= t0 and c_max <= t1:
+        return events, start
+    t = events['t']
+    return _part(events, start, (t >= t0) & (t <= t1))
 
 
 def _part(events, start, keep):
