@@ -124,6 +124,9 @@ def _groups(codes):
         st.tuples(st.integers(0, 3), _VALUE, _VALUE, _VALUE, _VALUE).map(
             lambda g: [0x8000 | g[1]] * g[0] + [0x6000 | g[2], 0x0000 | g[3], 0x2000 | g[4]]),
         st.tuples(_VALUE, _VALUE).map(lambda g: [0x0000 | g[0], 0x2000 | g[1]]),
+        # A row with many events: blocks of 32 words with up to 31 of them.
+        st.tuples(_VALUE, st.lists(_VALUE, min_size=2, max_size=40)).map(
+            lambda g: [0x0000 | g[0]] + [0x2000 | x for x in g[1]]),
         st.tuples(st.sampled_from(codes), _VALUE).map(lambda g: [g[0] << 12 | g[1]]))
 
 
@@ -183,6 +186,21 @@ def test_grouped_streams_match_numpy_and_reference(words, cuts, width, height, u
     _same_result(got.result, want.result)
     for field in ('events_at', 'triggers_at', 'start_time_us'):
         assert getattr(got, field).tolist() == getattr(want, field).tolist(), field
+
+
+@pytest.mark.parametrize('width', [640, 20])
+def test_blocks_full_of_events(width, blocks):
+    # Rows of 1 to 70 events after every offset of a block: up to 32 events a block, each
+    # count of them, and (width 20) events outside the sensor among them.
+    words = [0x8003, 0x6005]
+    for k in range(1, 71):
+        row = [0x2000 | (x * 7 + k) % 40 for x in range(k)]
+        words += [0x7000] * (k % 5) + [0x0000 | k] + row
+        words += [0x6000 | k, 0x8003]
+    words = np.array(words, '<u2')
+    got = evt3.decode_words(words, evt3.Evt3State(), width, 480)
+    _same_result(got, evt3.reference_decode(words, evt3.Evt3State(), width, 480))
+    assert len(got.events) == (sum(range(1, 71)) if width == 640 else 1248)
 
 
 @pytest.mark.parametrize('row', [0x7FF, 0x800, 0xFFFF])
