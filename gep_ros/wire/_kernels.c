@@ -397,6 +397,38 @@ static inline int top_bit(uint64_t m)
 #endif
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* The events of a block (decode_blocks) from ne on; returns ne after them. steady: every
+ * event's clock has its high half in `above` already (a constant, so that the compiler
+ * writes the loop once for each). */
+static ALWAYS_INLINE Py_ssize_t block_events(
+    const block_masks *m, const uint16_t *rows, const uint16_t *lows, const uint16_t *highs,
+    uint64_t above, uint64_t offset, uint64_t width, uint64_t height, event_t *ev,
+    Py_ssize_t ne, const int steady)
+{
+    const uint64_t row_bits = m->y | 1u, low_bits = m->low | 1u, high_bits = m->high | 1u;
+    for (uint64_t b = m->x & ~(uint64_t)1; b; b &= b - 1) {
+        int k = lowest_bit(b);
+        uint64_t below = ((uint64_t)2 << k) - 1;
+        uint64_t row = rows[top_bit(row_bits & below)] & 0x7FFu;
+        uint64_t us = above | (lows[top_bit(low_bits & below)] & 0xFFFu);
+        if (!steady)
+            us |= (uint64_t)(highs[top_bit(high_bits & below)] & 0xFFFu) << 12;
+        uint64_t t = (us + offset) * NS_PER_US;
+        uint64_t w = rows[k], x = w & 0x7FFu;
+        /* Written always, counted only when inside the sensor: slot ne exists, since the
+         * arrays hold one per ADDR_X and this ADDR_X has not been counted. */
+        put_event(&ev[ne], (int64_t)t, x, row, (w >> 11) & 1u);
+        ne += (x < width) & (row < height);
+    }
+    return ne;
+}
+
 /* Decode whole blocks from i as long as they qualify; return where it stopped. */
 static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i,
                                 Py_ssize_t end)
@@ -424,10 +456,11 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
         if ((m.known | 1u) != ~(uint64_t)0)
             break;
         /* The TIME_HIGHs in order; one that wraps leaves the block to decode_words. */
-        uint64_t last = high, wrap = 0;
+        uint64_t last = high, wrap = 0, changed = 0;
         for (uint64_t b = m.high & ~(uint64_t)1; b; b &= b - 1) {
             uint64_t v = rows[lowest_bit(b)] & 0xFFFu;
             wrap |= (int64_t)(last - v) > ROLLOVER_TOLERANCE;
+            changed |= v != high;
             last = v;
         }
         if (wrap)
@@ -437,19 +470,14 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
         rows[0] = (uint16_t)y;
         lows[0] = (uint16_t)low;
         highs[0] = (uint16_t)high;
-        const uint64_t row_bits = m.y | 1u, low_bits = m.low | 1u, high_bits = m.high | 1u;
-        for (uint64_t b = m.x & ~(uint64_t)1; b; b &= b - 1) {
-            int k = lowest_bit(b);
-            uint64_t below = ((uint64_t)2 << k) - 1;
-            uint64_t row = rows[top_bit(row_bits & below)] & 0x7FFu;
-            uint64_t t = ((wraps | (uint64_t)(highs[top_bit(high_bits & below)] & 0xFFFu) << 12
-                           | (lows[top_bit(low_bits & below)] & 0xFFFu)) + offset) * NS_PER_US;
-            uint64_t w = rows[k], x = w & 0x7FFu;
-            /* Written always, counted only when inside the sensor: slot ne exists, since the
-             * arrays hold one per ADDR_X and this ADDR_X has not been counted. */
-            put_event(&ev[ne], (int64_t)t, x, row, (w >> 11) & 1u);
-            ne += (x < width) & (row < height);
-        }
+        /* Most blocks' TIME_HIGHs repeat the carried one (see decode_blocks_wide): their
+         * events need no look-up of it. */
+        if (changed)
+            ne = block_events(&m, rows, lows, highs, wraps, offset, width, height, ev, ne, 0);
+        else
+            ne = block_events(&m, rows, lows, highs, wraps | high << 12, offset, width, height,
+                              ev, ne, 1);
+        const uint64_t low_bits = m.low | 1u, high_bits = m.high | 1u;
         for (uint64_t b = m.trigger & ~(uint64_t)1; b; b &= b - 1) {
             int k = lowest_bit(b);
             uint64_t below = ((uint64_t)2 << k) - 1;
