@@ -557,10 +557,10 @@ WIDE_TARGET static inline uint16_t last_lane(__m512i v)
     return (uint16_t)_mm_extract_epi16(_mm512_extracti32x4_epi32(v, 3), 7);
 }
 
-/* Write the first n (at least 1) of eight events: their x with polarity (bit 11), row, and
- * the two 12-bit halves of their clock as 16-bit lanes; `above` (ns) is added to the time. */
+/* Write eight events: their x with polarity (bit 11), row, and the two 12-bit halves of
+ * their clock as 16-bit lanes; `above` (ns) is added to the time. */
 WIDE_TARGET static inline void put_events8(event_t *out, __m128i xp, __m128i row, __m128i low,
-                                           __m128i high, __m512i above, int n)
+                                           __m128i high, __m512i above)
 {
     const __m512i first = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
     const __m512i second = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
@@ -574,19 +574,14 @@ WIDE_TARGET static inline void put_events8(event_t *out, __m128i xp, __m128i row
     __m512i t = _mm512_add_epi64(_mm512_mul_epu32(us, _mm512_set1_epi64(NS_PER_US)), above);
     __m512i a = _mm512_permutex2var_epi64(t, first, rest);
     __m512i b = _mm512_permutex2var_epi64(t, second, rest);
-    if (n >= 8) {
-        _mm512_storeu_si512((void *)out, a);
-        _mm512_storeu_si512((void *)(out + 4), b);
-    } else {
-        unsigned q = (1u << (2 * n)) - 1u;
-        _mm512_mask_storeu_epi64((void *)out, (__mmask8)q, a);
-        _mm512_mask_storeu_epi64((void *)(out + 4), (__mmask8)(q >> 8), b);
-    }
+    _mm512_storeu_si512((void *)out, a);
+    _mm512_storeu_si512((void *)(out + 4), b);
 }
 
 /* Byte k < 32: the largest lane j <= k whose bit is set in mask (0 where there is none): a
  * running maximum of their lane numbers, five steps of a permute and a max. */
-WIDE_TARGET static inline __m256i last_set(uint32_t mask, __m512i lane_bytes, const __m512i *back)
+WIDE_TARGET static inline __m256i last_set(uint32_t mask, __m512i lane_bytes,
+                                           const __m512i *back)
 {
     __m256i at = _mm256_maskz_mov_epi8(mask, _mm512_castsi512_si256(lane_bytes));
     for (int s = 0; s < 5; s++)
@@ -690,7 +685,7 @@ WIDE_TARGET static Py_ssize_t decode_blocks_wide(evt3_ctx *c, const uint16_t *wo
 #define EVENTS_GROUP(g)                                                                  \
         put_events8(ev + ne + 8 * (g), _mm512_extracti32x4_epi32(xp, g),                   \
                     _mm512_extracti32x4_epi32(ys, g), _mm512_extracti32x4_epi32(los, g),   \
-                    _mm512_extracti32x4_epi32(his, g), above_ns, 8)
+                    _mm512_extracti32x4_epi32(his, g), above_ns)
         EVENTS_GROUP(0);
         EVENTS_GROUP(1);
         if (n > 16) {
