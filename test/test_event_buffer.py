@@ -113,6 +113,30 @@ def test_windows_of_in_order_packets_are_read_only_views_that_stay_valid(monkeyp
     assert t0 == int(events['t'].min()) and not events.flags.writeable
 
 
+@pytest.mark.parametrize('shuffled', [None, 1, 3])
+def test_last_events_are_the_latest_by_time(shuffled):
+    # window.events mode: the last n events at or before t1. In-order packets give the tail
+    # of their view; a packet whose times are out of order is sorted (stably) first.
+    packets = _packets(5)
+    if shuffled is not None:
+        packets[shuffled] = packets[shuffled][::-1].copy()
+    buffer = EventBuffer(max_events=10**6, keep_ns=10**12, reorder_ns=REORDER_NS)
+    for packet in packets:
+        buffer.add(packet)
+    everything = np.concatenate(packets)
+    for t1, n in ((4_500, 250), (3_999, 150), (10**6, 10), (10**6, 10**4)):
+        events, t0 = buffer.last(t1, n)
+        before = everything[everything['t'] <= t1]
+        if n < len(before):  # the latest n by time
+            want = before[np.argsort(before['t'], kind='stable')][-n:]
+        else:  # all of them, in arrival order, as a window gives them
+            want = before
+        assert events.tolist() == want.tolist()
+        assert t0 == int(want['t'].min()) and not events.flags.writeable
+        if shuffled is None and n < len(before):
+            assert events.base is not None  # the tail of the buffer's view, not a copy
+
+
 def test_joined_events_have_zero_padding_and_every_field():
     rng = np.random.default_rng(0)
     parts = []
