@@ -190,8 +190,9 @@ def test_grouped_streams_match_numpy_and_reference(words, cuts, width, height, u
 
 @pytest.mark.parametrize('width', [640, 20])
 def test_blocks_full_of_events(width, blocks):
-    # Rows of 1 to 70 events after every offset of a block: up to 32 events a block, each
-    # count of them, and (width 20) events outside the sensor among them.
+    # Rows of 1 to 70 events, starting at many offsets of a block: blocks of few events and
+    # of up to 31 (past two groups of eight records), and (width 20) events outside the
+    # sensor among them.
     words = [0x8003, 0x6005]
     for k in range(1, 71):
         row = [0x2000 | (x * 7 + k) % 40 for x in range(k)]
