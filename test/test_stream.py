@@ -235,6 +235,25 @@ def test_the_ros_clock_kernel_equals_the_python_placement(seed):
         assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
 
 
+@pytest.mark.parametrize('events_first', [True, False])
+def test_the_ros_clock_kernel_bounds_each_array_by_its_own_room(events_first):
+    # The slew's room grows with the time since the anchor: an array that starts soon after
+    # it is clipped while one that starts later takes the whole move. Each array's fast
+    # check follows from its own earliest time, as shift_times on each does.
+    rng = np.random.default_rng(7)
+    start, offset = 10**9, 5 * 10**6
+    soon, late = (start + 1000, start + 2000), (start + 10**9, start + 10**9 + 10)
+    events = _records(rng, 4, *(soon if events_first else late))
+    triggers = _records(rng, 2, *(late if events_first else soon), TRIGGER_DTYPE)
+    target = offset + int(SLEW * 10**8)  # within the late array's room, past the early one's
+    (got, got_anchor), (want, want_anchor) = _placed_both_ways(events, triggers, start + 10**9,
+                                                               target, (start, offset))
+    assert got_anchor == want_anchor
+    assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+    moved = (got[0] if events_first else got[1])['t'] - (events if events_first else triggers)['t']
+    assert (moved < target).all()  # clipped, not moved by the whole target
+
+
 def test_the_ros_clock_kernel_declines_what_the_python_does():
     # Integers past int64, differences float64 does not hold exactly, strided or read-only
     # arrays: the kernel changes nothing and says None, and the placement is the Python's.

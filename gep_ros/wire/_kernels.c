@@ -2081,6 +2081,13 @@ static int plan_shift(shift_plan *p, int64_t lo)
     return 0;
 }
 
+/* numpy's clip of d to [-room, room]: minimum(maximum(d, -room), room). */
+static inline double clipped(double d, double room)
+{
+    const double above = d > -room ? d : -room;
+    return above < room ? above : room;
+}
+
 static void apply_shift(event_t *ev, Py_ssize_t n, const shift_plan *p)
 {
     const uint64_t u_start = (uint64_t)p->start, u_offset = (uint64_t)p->offset;
@@ -2093,10 +2100,7 @@ static void apply_shift(event_t *ev, Py_ssize_t n, const shift_plan *p)
     for (Py_ssize_t k = 0; k < n; k++) {
         const int64_t since = (int64_t)((uint64_t)ev[k].t - u_start);
         const double room = slew * (double)(since > 0 ? since : 0);
-        /* numpy's clip: minimum(maximum(d, -room), room) */
-        const double above = d > -room ? d : -room;
-        const double held = above < room ? above : room;
-        ev[k].t = (int64_t)((uint64_t)ev[k].t + u_offset + (uint64_t)(int64_t)held);
+        ev[k].t = (int64_t)((uint64_t)ev[k].t + u_offset + (uint64_t)(int64_t)clipped(d, room));
     }
 }
 
@@ -2193,6 +2197,7 @@ static PyObject *to_ros(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (past)
         return past < 0 ? NULL : Py_NewRef(Py_None);
     Py_buffer views[2];
+    shift_plan plans[2];  /* each array's: its `whole` follows from its own smallest time */
     Py_ssize_t n[2] = {0, 0}, total = 0;
     int held = 0, declined = 0;
     long long end = sensor;
@@ -2214,7 +2219,8 @@ static PyObject *to_ros(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
         held |= 1 << k;
         total += n[k];
-        declined = plan_shift(&plan, lo) < 0;
+        plans[k] = plan;
+        declined = plan_shift(&plans[k], lo) < 0;
         end = hi > end ? hi : end;
     }
     /* The new anchor: Python's offset + int(min(max(float(target - offset), -room), room)). */
@@ -2222,19 +2228,17 @@ static PyObject *to_ros(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (!declined && (__builtin_sub_overflow(end, plan.start, &since)
                       || __builtin_sub_overflow(target, plan.offset, &delta)))
         declined = 1;
-    if (!declined) {
-        const double room = slew * (double)(since > 0 ? since : 0), d = (double)delta;
-        const double above = d > -room ? d : -room;
-        declined = __builtin_add_overflow(plan.offset, (long long)(above < room ? above : room),
-                                          &moved_offset);
-    }
+    if (!declined)
+        declined = __builtin_add_overflow(
+            plan.offset, (long long)clipped((double)delta, slew * (double)(since > 0 ? since : 0)),
+            &moved_offset);
     if (declined) {
         result = Py_NewRef(Py_None);
     } else {
         PyThreadState *released = total >= SHIFT_NOGIL_RECORDS ? PyEval_SaveThread() : NULL;
         for (int k = 0; k < 2; k++)
             if (held & (1 << k))
-                apply_shift((event_t *)views[k].buf, n[k], &plan);
+                apply_shift((event_t *)views[k].buf, n[k], &plans[k]);
         if (released != NULL)
             PyEval_RestoreThread(released);
         result = Py_BuildValue("(LL)", end, moved_offset);
