@@ -403,23 +403,32 @@ static inline int top_bit(uint64_t m)
 #define ALWAYS_INLINE inline
 #endif
 
-/* The events of a block (decode_blocks) from ne on; returns ne after them. steady: every
- * event's clock has its high half in `above` already (a constant, so that the compiler
- * writes the loop once for each). */
+/* The time (ns) of the word at position k of a block (decode_blocks): the last TIME_LOW and
+ * TIME_HIGH at or before it, above the bits in `above`. steady: `above` holds the high half
+ * already (a constant, so that the compiler writes the callers' loops once for each). */
+static ALWAYS_INLINE uint64_t block_time(const block_masks *m, const uint16_t *lows,
+                                         const uint16_t *highs, uint64_t above,
+                                         uint64_t offset, int k, const int steady)
+{
+    const uint64_t below = ((uint64_t)2 << k) - 1;
+    uint64_t us = above | (lows[top_bit((m->low | 1u) & below)] & 0xFFFu);
+    if (!steady)
+        us |= (uint64_t)(highs[top_bit((m->high | 1u) & below)] & 0xFFFu) << 12;
+    return (us + offset) * NS_PER_US;
+}
+
+/* The events of a block (decode_blocks) from ne on; returns ne after them (steady: as
+ * block_time's). */
 static ALWAYS_INLINE Py_ssize_t block_events(
     const block_masks *m, const uint16_t *rows, const uint16_t *lows, const uint16_t *highs,
     uint64_t above, uint64_t offset, uint64_t width, uint64_t height, event_t *ev,
     Py_ssize_t ne, const int steady)
 {
-    const uint64_t row_bits = m->y | 1u, low_bits = m->low | 1u, high_bits = m->high | 1u;
+    const uint64_t row_bits = m->y | 1u;
     for (uint64_t b = m->x & ~(uint64_t)1; b; b &= b - 1) {
         int k = lowest_bit(b);
-        uint64_t below = ((uint64_t)2 << k) - 1;
-        uint64_t row = rows[top_bit(row_bits & below)] & 0x7FFu;
-        uint64_t us = above | (lows[top_bit(low_bits & below)] & 0xFFFu);
-        if (!steady)
-            us |= (uint64_t)(highs[top_bit(high_bits & below)] & 0xFFFu) << 12;
-        uint64_t t = (us + offset) * NS_PER_US;
+        uint64_t row = rows[top_bit(row_bits & (((uint64_t)2 << k) - 1))] & 0x7FFu;
+        uint64_t t = block_time(m, lows, highs, above, offset, k, steady);
         uint64_t w = rows[k], x = w & 0x7FFu;
         /* Written always, counted only when inside the sensor: slot ne exists, since the
          * arrays hold one per ADDR_X and this ADDR_X has not been counted. */
@@ -477,12 +486,9 @@ static Py_ssize_t decode_blocks(evt3_ctx *c, const uint16_t *words, Py_ssize_t i
         else
             ne = block_events(&m, rows, lows, highs, wraps | high << 12, offset, width, height,
                               ev, ne, 1);
-        const uint64_t low_bits = m.low | 1u, high_bits = m.high | 1u;
         for (uint64_t b = m.trigger & ~(uint64_t)1; b; b &= b - 1) {
             int k = lowest_bit(b);
-            uint64_t below = ((uint64_t)2 << k) - 1;
-            uint64_t t = ((wraps | (uint64_t)(highs[top_bit(high_bits & below)] & 0xFFFu) << 12
-                           | (lows[top_bit(low_bits & below)] & 0xFFFu)) + offset) * NS_PER_US;
+            uint64_t t = block_time(&m, lows, highs, wraps, offset, k, 0);
             trigger_t *out = &tr[nt++];
             out->t = (int64_t)t;
             out->p = (uint8_t)(rows[k] & 1u);
